@@ -1,0 +1,76 @@
+"""What a processor says back to Envoy, without protobufs: the service layer renders these."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from extproc.errors import GatewayError
+
+# Header our processors set so Envoy's route table picks the backend cluster.
+BACKEND_HEADER = "x-extproc-backend"
+
+
+@dataclass(frozen=True, slots=True)
+class Continue:
+    """Let the message through, optionally changed.
+
+    `body` None keeps the body as it is; bytes (even empty) replace it.
+    `stream_response` switches the response body to STREAMED (SSE); `skip_rest`
+    tells Envoy this processor needs no further messages for this request.
+    """
+
+    set_headers: tuple[tuple[str, str], ...] = ()
+    remove_headers: tuple[str, ...] = ()
+    body: bytes | None = None
+    clear_route_cache: bool = False
+    stream_response: bool = False
+    skip_rest: bool = False
+    # Envoy dynamic metadata (namespace -> fields), for access logs and rate limits.
+    metadata: Mapping[str, Mapping[str, object]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Respond:
+    """Answer the client directly (Envoy `immediate_response`); the backend sees nothing."""
+
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = (("content-type", "application/json"),)
+
+    @classmethod
+    def error(cls, err: GatewayError) -> Respond:
+        return cls(status=err.status, body=err.body())
+
+
+Action = Continue | Respond
+
+CONTINUE = Continue()
+
+
+@dataclass(slots=True)
+class RequestInfo:
+    """What the service layer knows about the HTTP request when it picks a processor."""
+
+    method: str
+    path: str  # without the query string
+    query: str
+    headers: Mapping[str, str]  # lower-cased names
+    request_id: str = ""
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class Processor(Protocol):
+    """One per HTTP request (one gRPC stream). Every call answers exactly one Envoy message."""
+
+    async def request_headers(self, end_of_stream: bool) -> Action: ...
+
+    async def request_body(self, body: bytes, end_of_stream: bool) -> Action: ...
+
+    async def response_headers(self, headers: Mapping[str, str], end_of_stream: bool) -> Action: ...
+
+    async def response_body(self, chunk: bytes, end_of_stream: bool) -> Action: ...
+
+    def close(self) -> None:
+        """The stream ended, normally or not (client gone). Release everything."""
