@@ -229,7 +229,7 @@ _ENV_SCALARS = ("listen", "extproc_listen", "metrics_listen", "admin_listen", "l
 def _describe(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "config"
-    return f"{where}: {err['msg']}"
+    return f"{where}: {err['msg'].removeprefix('Value error, ')}"
 
 
 def backend_from_url(url: str, name: str = "default") -> dict[str, Any]:

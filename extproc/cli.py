@@ -1,0 +1,107 @@
+"""Command line: `extproc up | serve | envoy-config | mock-backend`. Callable as `main(argv)`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from extproc.config import Config, ConfigError, load_config
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one line (exit 2) instead of usage + message."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+# Flags that override config fields (flag dest == config field).
+_CONFIG_FLAGS = {
+    "listen": "--listen",
+    "extproc_listen": "--extproc-listen",
+    "metrics_listen": "--metrics-listen",
+    "admin_listen": "--admin-listen",
+    "backend": "--backend",
+    "log_level": "--log-level",
+    "workers": "--workers",
+}
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="YAML config file")
+    parser.add_argument("--listen", metavar="HOST:PORT", help="Envoy listener (default 127.0.0.1:8080)")
+    parser.add_argument("--backend", metavar="URL",
+                        help="OpenAI base URL, e.g. http://127.0.0.1:8000/v1 (every model goes to it)")
+    parser.add_argument("--extproc-listen", metavar="HOST:PORT", help="ext_proc gRPC address")
+    parser.add_argument("--metrics-listen", metavar="HOST:PORT", help="Prometheus /metrics address")
+    parser.add_argument("--admin-listen", metavar="HOST:PORT", help="Envoy admin address")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--workers", type=int, metavar="N", help="ext_proc worker processes")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="extproc", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    up = sub.add_parser("up", help="run Envoy + the ext_proc server (+ mock backend if none given)")
+    _add_config_flags(up)
+    serve = sub.add_parser("serve", help="run only the ext_proc gRPC server (Kubernetes sidecar)")
+    _add_config_flags(serve)
+    render = sub.add_parser("envoy-config", help="print the envoy.yaml rendered from the config")
+    _add_config_flags(render)
+    render.add_argument("--profile", choices=["local", "compose", "kubernetes"], default="local")
+    mock = sub.add_parser("mock-backend", help="run the built-in mock OpenAI-compatible backend")
+    mock.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    overrides: dict[str, Any] = {
+        field: getattr(args, field, None) for field in _CONFIG_FLAGS
+    }
+    try:
+        return load_config(args.config, overrides)
+    except ConfigError as exc:
+        message = str(exc)
+        for field, flag in _CONFIG_FLAGS.items():
+            if overrides.get(field) is None:
+                continue
+            config_field = "backends" if field == "backend" else field
+            if message.startswith(config_field + ".") or message.startswith(config_field + ":"):
+                raise ConfigError(f"{flag}: {message.split(': ', 1)[-1]}") from None
+        raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "mock-backend":
+            from extproc.mock_backend import main as mock_main
+
+            return int(mock_main(args.args) or 0)
+        config = config_from_args(args)
+    except (UsageError, ConfigError) as exc:
+        print(f"extproc: error: {exc}", file=sys.stderr)
+        return 2
+    from extproc.observe import configure_logging
+
+    configure_logging(config.log_level)
+    if args.command == "envoy-config":
+        from extproc.envoy_config import render_envoy_config
+
+        sys.stdout.write(render_envoy_config(config, profile=args.profile))
+        return 0
+    if args.command == "serve":
+        from extproc.server import run
+
+        run(config)
+        return 0
+    from extproc.launcher import run_up
+
+    return run_up(config)

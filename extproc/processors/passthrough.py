@@ -1,0 +1,103 @@
+"""Processors that do not translate: unknown paths, and OpenAI clients sharing the gateway."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import orjson
+
+from extproc.config import resolve_model
+from extproc.gateway import Gateway
+from extproc.processors.base import (
+    BACKEND_HEADER,
+    CONTINUE,
+    Action,
+    Continue,
+    RequestInfo,
+    Respond,
+)
+from extproc.processors.routing import CLIENT_CREDENTIALS, to_backend
+
+
+class UntouchedProcessor:
+    """Unknown paths go to the default route as they came, minus client credentials."""
+
+    def __init__(self, info: RequestInfo, gateway: Gateway) -> None:
+        self.info = info
+        self.gateway = gateway
+
+    async def request_headers(self, end_of_stream: bool) -> Action:
+        remove = [h for h in (BACKEND_HEADER, *CLIENT_CREDENTIALS) if h in self.info.headers]
+        set_headers: list[tuple[str, str]] = []
+        config = self.gateway.config
+        if config.forward_client_api_key:
+            remove = [h for h in remove if h == BACKEND_HEADER]
+        elif config.backends and (key := config.backends[0].api_key()):
+            set_headers.append(("authorization", f"Bearer {key}"))
+        return Continue(
+            set_headers=tuple(set_headers),
+            remove_headers=tuple(remove),
+            # A client-set routing header picked a route already; route again without it.
+            clear_route_cache=BACKEND_HEADER in self.info.headers,
+            skip_rest=True,
+        )
+
+    async def request_body(self, body: bytes, end_of_stream: bool) -> Action:
+        return CONTINUE
+
+    async def response_headers(self, headers: Mapping[str, str], end_of_stream: bool) -> Action:
+        return CONTINUE
+
+    async def response_body(self, chunk: bytes, end_of_stream: bool) -> Action:
+        return CONTINUE
+
+    def close(self) -> None:
+        pass
+
+
+def openai_error(status: int, message: str, error_type: str) -> Respond:
+    """OpenAI clients get OpenAI-shaped errors."""
+    body = {"error": {"message": message, "type": error_type, "param": None, "code": status}}
+    return Respond(status=status, body=orjson.dumps(body))
+
+
+class ChatCompletionsProcessor(UntouchedProcessor):
+    """`/v1/chat/completions` for OpenAI clients: route by model, swap credentials, no translation."""
+
+    async def request_headers(self, end_of_stream: bool) -> Action:
+        if end_of_stream:
+            return openai_error(400, "request body is empty", "invalid_request_error")
+        return CONTINUE
+
+    async def request_body(self, body: bytes, end_of_stream: bool) -> Action:
+        try:
+            request = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return openai_error(400, f"request body is not valid JSON: {exc}", "invalid_request_error")
+        model = request.get("model") if isinstance(request, dict) else None
+        if not isinstance(model, str) or not model:
+            return openai_error(400, "model: field required", "invalid_request_error")
+        route = resolve_model(self.gateway.config, model)
+        if route is None:
+            return openai_error(404, f"model {model!r} is not served here", "not_found_error")
+        if route.backend.schema_ != "openai":
+            return openai_error(
+                400, f"model {model!r} is served by an Anthropic-schema backend", "invalid_request_error"
+            )
+        new_body: bytes | None = None
+        if route.model != model:
+            request["model"] = route.model
+            new_body = orjson.dumps(request)
+        set_headers, remove = to_backend(
+            self.gateway.config,
+            route.backend,
+            route.backend.base_path + "/chat/completions",
+            content_length=len(new_body) if new_body is not None else None,
+        )
+        return Continue(
+            set_headers=tuple(set_headers),
+            remove_headers=tuple(remove),
+            body=new_body,
+            clear_route_cache=True,
+            skip_rest=True,
+        )

@@ -1,0 +1,99 @@
+"""The ExternalProcessor gRPC servicer: one processor per stream, one answer per message."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import structlog
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_proc_grpc
+from envoy.service.ext_proc.v3.external_processor_pb2 import (
+    HttpHeaders,
+    ProcessingRequest,
+    ProcessingResponse,
+)
+
+from extproc.errors import GatewayError
+from extproc.gateway import Gateway
+from extproc.processors.base import Action, Processor, RequestInfo, Respond
+from extproc.service.mutations import render
+from extproc.service.registry import split_path
+
+log = structlog.get_logger("extproc.service")
+
+_INTERNAL = GatewayError("the gateway failed to process this request")
+
+
+def header_dict(headers: HttpHeaders) -> dict[str, str]:
+    """Envoy header map -> {lower-case name: value}; Envoy sends values in raw_value."""
+    return {
+        h.key: (h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value)
+        for h in headers.headers.headers
+    }
+
+
+class ExtProcServicer(ext_proc_grpc.ExternalProcessorServicer):
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.open_streams = 0
+
+    def _open(self, headers: dict[str, str]) -> Processor:
+        from extproc.processors.passthrough import UntouchedProcessor
+
+        raw_path = headers.get(":path", "/")
+        path, query = split_path(raw_path)
+        info = RequestInfo(
+            method=headers.get(":method", ""),
+            path=path,
+            query=query,
+            headers=headers,
+            request_id=headers.get("x-request-id", ""),
+        )
+        factory = self.gateway.registry.lookup(path)
+        if factory is None:
+            return UntouchedProcessor(info, self.gateway)
+        return factory(info, self.gateway)
+
+    async def Process(  # noqa: N802 - gRPC method name
+        self, request_iterator: AsyncIterator[ProcessingRequest], context: Any
+    ) -> AsyncIterator[ProcessingResponse]:
+        processor: Processor | None = None
+        self.open_streams += 1
+        try:
+            async for request in request_iterator:
+                phase = request.WhichOneof("request") or "request_headers"
+                try:
+                    if phase == "request_headers":
+                        msg = request.request_headers
+                        processor = self._open(header_dict(msg))
+                        action = await processor.request_headers(msg.end_of_stream)
+                    elif processor is None:
+                        raise RuntimeError(f"{phase} before request_headers")
+                    else:
+                        action = await _dispatch(processor, phase, request)
+                except Exception:
+                    log.exception("processor_failed", phase=phase)
+                    action = Respond.error(_INTERNAL)
+                yield render(phase, action)
+        finally:
+            self.open_streams -= 1
+            if processor is not None:
+                processor.close()
+
+
+async def _dispatch(processor: Processor, phase: str, request: ProcessingRequest) -> Action:
+    if phase == "request_body":
+        body = request.request_body
+        return await processor.request_body(body.body, body.end_of_stream)
+    if phase == "response_headers":
+        msg = request.response_headers
+        return await processor.response_headers(header_dict(msg), msg.end_of_stream)
+    if phase == "response_body":
+        body = request.response_body
+        return await processor.response_body(body.body, body.end_of_stream)
+    raise RuntimeError(f"unexpected ext_proc message {phase}")
+
+
+def add_to_server(server: grpc.aio.Server, servicer: ExtProcServicer) -> None:
+    ext_proc_grpc.add_ExternalProcessorServicer_to_server(servicer, server)

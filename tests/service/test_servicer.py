@@ -1,0 +1,151 @@
+"""The servicer over a real grpc.aio server on 127.0.0.1: one answer per message, no leftovers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import orjson
+import pytest
+from envoy.config.core.v3.base_pb2 import HeaderMap, HeaderValue
+from envoy.extensions.filters.http.ext_proc.v3.processing_mode_pb2 import ProcessingMode
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_proc_grpc
+from envoy.service.ext_proc.v3.external_processor_pb2 import (
+    HttpBody,
+    HttpHeaders,
+    ProcessingRequest,
+    ProcessingResponse,
+)
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from extproc.config import load_config
+from extproc.server import EXT_PROC_SERVICE, ExtProcServer
+
+
+def headers(**pairs: str) -> ProcessingRequest:
+    return ProcessingRequest(
+        request_headers=HttpHeaders(
+            headers=HeaderMap(
+                headers=[HeaderValue(key=k.replace("_", "-") if not k.startswith(":") else k,
+                                     raw_value=v.encode()) for k, v in pairs.items()]
+            )
+        )
+    )
+
+
+def request_headers(path: str, method: str = "POST", **extra: str) -> ProcessingRequest:
+    return headers(**{":path": path, ":method": method, **extra})
+
+
+def body(data: bytes, end: bool = True) -> ProcessingRequest:
+    return ProcessingRequest(request_body=HttpBody(body=data, end_of_stream=end))
+
+
+def mutations(response: ProcessingResponse, phase: str) -> tuple[dict[str, str], list[str]]:
+    common = getattr(response, phase).response
+    set_headers = {h.header.key: h.header.raw_value.decode() for h in common.header_mutation.set_headers}
+    return set_headers, list(common.header_mutation.remove_headers)
+
+
+@pytest.fixture
+async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ExtProcServer]:
+    monkeypatch.setenv("TEST_BACKEND_KEY", "sk-backend-secret")
+    config = load_config(
+        overrides={"extproc_listen": "127.0.0.1:0"},
+        env={},
+    ).model_copy()
+    config = config.model_validate(
+        {
+            **config.model_dump(by_alias=True),
+            "backends": [
+                {"name": "vllm", "base_url": "http://127.0.0.1:9/v1", "api_key_env": "TEST_BACKEND_KEY",
+                 "models": [{"name": "qwen3-coder", "aliases": ["claude-*"]}]},
+            ],
+        }
+    )
+    srv = ExtProcServer(config)
+    await srv.start()
+    yield srv
+    await srv.stop(grace=0)
+
+
+async def exchange(port: int, messages: list[ProcessingRequest]) -> list[ProcessingResponse]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = ext_proc_grpc.ExternalProcessorStub(channel)
+        call = stub.Process(iter(messages))
+        return [response async for response in call]
+
+
+async def test_unknown_path_passes_untouched_and_skips_the_rest(server: ExtProcServer) -> None:
+    [answer] = await exchange(server.port, [request_headers("/healthz?x=1", "GET")])
+    assert answer.WhichOneof("response") == "request_headers"
+    set_headers, removed = mutations(answer, "request_headers")
+    assert ":path" not in set_headers
+    assert answer.mode_override.response_header_mode == ProcessingMode.SKIP
+
+
+async def test_unknown_path_strips_a_spoofed_routing_header_and_client_key(server: ExtProcServer) -> None:
+    [answer] = await exchange(
+        server.port,
+        [request_headers("/other", "GET", x_extproc_backend="vllm", x_api_key="sk-client")],
+    )
+    set_headers, removed = mutations(answer, "request_headers")
+    assert "x-extproc-backend" in removed and "x-api-key" in removed
+    assert set_headers["authorization"] == "Bearer sk-backend-secret"
+    assert answer.request_headers.response.clear_route_cache
+
+
+async def test_chat_completions_routes_by_model_and_swaps_credentials(server: ExtProcServer) -> None:
+    payload = orjson.dumps({"model": "claude-sonnet-4", "messages": [{"role": "user", "content": "hi"}]})
+    answers = await exchange(
+        server.port,
+        [request_headers("/v1/chat/completions", authorization="Bearer sk-client"), body(payload)],
+    )
+    assert [a.WhichOneof("response") for a in answers] == ["request_headers", "request_body"]
+    set_headers, removed = mutations(answers[1], "request_body")
+    assert set_headers[":path"] == "/v1/chat/completions"
+    assert set_headers["x-extproc-backend"] == "vllm"
+    assert set_headers["authorization"] == "Bearer sk-backend-secret"
+    new_body = orjson.loads(answers[1].request_body.response.body_mutation.body)
+    assert new_body["model"] == "qwen3-coder"
+    assert set_headers["content-length"] == str(len(answers[1].request_body.response.body_mutation.body))
+    assert answers[1].request_body.response.clear_route_cache
+
+
+async def test_chat_completions_unknown_model_is_an_openai_404(server: ExtProcServer) -> None:
+    payload = orjson.dumps({"model": "gpt-9", "messages": []})
+    answers = await exchange(server.port, [request_headers("/v1/chat/completions"), body(payload)])
+    immediate = answers[1].immediate_response
+    assert immediate.status.code == 404
+    assert orjson.loads(immediate.body)["error"]["type"] == "not_found_error"
+
+
+async def test_every_message_gets_exactly_one_answer(server: ExtProcServer) -> None:
+    payload = orjson.dumps({"model": "qwen3-coder", "messages": []})
+    messages = [request_headers("/v1/chat/completions"), body(payload)]
+    answers = await exchange(server.port, messages)
+    assert len(answers) == len(messages)
+
+
+async def test_a_stream_that_ends_early_leaves_nothing_behind(server: ExtProcServer) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = ext_proc_grpc.ExternalProcessorStub(channel)
+        call = stub.Process()
+        await call.write(request_headers("/v1/chat/completions"))
+        await call.read()
+        assert server.servicer.open_streams == 1
+        call.cancel()
+    for _ in range(100):
+        if server.servicer.open_streams == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert server.servicer.open_streams == 0
+
+
+async def test_health_reports_serving(server: ExtProcServer) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for service in ("", EXT_PROC_SERVICE):
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=service))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
