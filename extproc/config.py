@@ -61,6 +61,9 @@ class ModelOptions(_Strict):
     system_merge: SystemMerge = "hoist"
     # How Anthropic `thinking` maps to the backend's switch.
     thinking_switch: ThinkingSwitch = "chat_template_kwargs"
+    # vLLM-only request fields (`top_k`, `stream_options.continuous_usage_stats`,
+    # `continue_final_message`); turn off for servers that reject unknown fields.
+    vllm_extensions: bool = True
 
 
 class ModelRoute(_Strict):
