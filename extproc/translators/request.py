@@ -1,0 +1,248 @@
+"""Anthropic Messages request (parsed JSON) -> OpenAI chat completions request (bytes).
+
+One schema validation pass, then translation straight from the validated dicts. Fields we
+cannot carry are named in `TranslatedRequest.dropped`; bad input raises `InvalidRequest`
+naming the field.
+
+The body's key order is fixed: settings that stay the same for a whole conversation first,
+then `tools`, then `messages`, then the flags that depend on the conversation's tail. Two
+turns of one conversation therefore share a byte-identical prefix, which keeps prefix
+caches (vLLM's, and any in between) warm. We send `max_tokens`, not
+`max_completion_tokens`: every OpenAI-compatible server we target accepts it, while
+`max_completion_tokens` is missing from older ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+from pydantic import ValidationError
+
+from extproc.errors import InvalidRequest
+from extproc.mappings import TOOL_CHOICE
+from extproc.schemas.anthropic import KNOWN_REQUEST_FIELDS, MessageCreateParams, describe_error
+from extproc.translators.context import ResponseContext
+from extproc.translators.conversation import convert_conversation, json_deeper_than
+from extproc.translators.options import RequestOptions
+
+__all__ = ["RequestOptions", "TranslatedRequest", "translate_request"]
+
+# Anthropic features an OpenAI backend has no counterpart for.
+_ANTHROPIC_ONLY: Final = (
+    "service_tier",
+    "container",
+    "mcp_servers",
+    "context_management",
+    "cache_control",
+    "inference_geo",
+    "speed",
+    "diagnostics",
+)
+_CLIENT_TOOL_FIELDS: Final = frozenset({"type", "name", "description", "input_schema"})
+
+
+@dataclass(frozen=True, slots=True)
+class TranslatedRequest:
+    body: bytes  # the OpenAI chat completions request, JSON
+    stream: bool
+    context: ResponseContext
+    dropped: tuple[str, ...] = ()  # what the backend will not see, by name, sorted
+    server_tools: tuple[str, ...] = ()  # Anthropic server tool types requested, in order
+
+
+def translate_request(request: dict[str, Any], options: RequestOptions) -> TranslatedRequest:
+    if not isinstance(request, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    _check_counts(request, options)
+    try:
+        MessageCreateParams.model_validate(request)
+    except ValidationError as exc:
+        raise InvalidRequest(describe_error(exc)) from None
+
+    dropped: set[str] = {key for key in request if key not in KNOWN_REQUEST_FIELDS}
+    dropped.update(name for name in _ANTHROPIC_ONLY if request.get(name) is not None)
+    stream = bool(request.get("stream"))
+    stops = request.get("stop_sequences") or []
+    functions, server_tools = _tools(request.get("tools") or (), options.max_json_depth, dropped)
+    client_tools = frozenset(tool["function"]["name"] for tool in functions)
+
+    body: dict[str, Any] = {"model": options.model, "max_tokens": _max_tokens(request, options)}
+    for name in ("temperature", "top_p"):
+        if request.get(name) is not None:
+            body[name] = request[name]
+    if request.get("top_k") is not None:
+        if options.vllm_extensions:
+            body["top_k"] = request["top_k"]
+        else:
+            dropped.add("top_k")
+    if stops:
+        body["stop"] = stops
+    user = _user_id(request.get("metadata"), dropped)
+    if user:
+        body["user"] = user
+    body["stream"] = stream
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+        if options.vllm_extensions:
+            # Usage on every chunk: message_start can report the real input_tokens.
+            body["stream_options"]["continuous_usage_stats"] = True
+    _thinking(request.get("thinking"), options, body, dropped)
+    _output_format(request, body, dropped)
+    if functions:
+        _tool_choice(request.get("tool_choice"), client_tools, body)
+        body["tools"] = functions
+    elif request.get("tool_choice") is not None and request["tool_choice"]["type"] != "auto":
+        dropped.add("tool_choice")  # nothing to choose from: only server tools, or none
+    messages = convert_conversation(request, options, dropped)
+    body["messages"] = messages
+    if options.vllm_extensions and _is_prefill(request, messages):
+        # A final assistant message is a prefix to continue, as Anthropic treats it.
+        body["continue_final_message"] = True
+        body["add_generation_prompt"] = False
+
+    context = ResponseContext(
+        model=request["model"],
+        stop_sequences=tuple(stops),
+        client_tools=client_tools,
+        tool_call_rescue=options.tool_call_rescue,
+    )
+    return TranslatedRequest(
+        body=orjson.dumps(body),
+        stream=stream,
+        context=context,
+        dropped=tuple(sorted(dropped)),
+        server_tools=tuple(server_tools),
+    )
+
+
+def _check_counts(request: dict[str, Any], options: RequestOptions) -> None:
+    """Before validation, so an oversized request costs no validation work."""
+    messages, tools = request.get("messages"), request.get("tools")
+    if isinstance(messages, list) and len(messages) > options.max_messages:
+        raise InvalidRequest(
+            f"messages: {len(messages)} messages exceed the limit of {options.max_messages}"
+        )
+    if isinstance(tools, list) and len(tools) > options.max_tools:
+        raise InvalidRequest(f"tools: {len(tools)} tools exceed the limit of {options.max_tools}")
+
+
+def _max_tokens(request: dict[str, Any], options: RequestOptions) -> int:
+    requested: int = request["max_tokens"]
+    if requested == 0:
+        raise InvalidRequest(
+            "max_tokens: 0 (prompt-cache pre-warming) is not supported by this backend;"
+            " ask for at least 1 token"
+        )
+    limit = options.max_output_tokens
+    # Claude Code asks for 32000+; more than the model can produce is an error on vLLM.
+    return requested if limit is None else min(requested, limit)
+
+
+def _user_id(metadata: dict[str, Any] | None, dropped: set[str]) -> str | None:
+    if not metadata:
+        return None
+    dropped.update(f"metadata.{key}" for key in metadata if key != "user_id")
+    user_id = metadata.get("user_id")
+    return user_id if isinstance(user_id, str) and user_id else None
+
+
+def _tools(tools: Any, max_depth: int, dropped: set[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    functions: list[dict[str, Any]] = []
+    server_tools: list[str] = []
+    names: set[str] = set()
+    for number, tool in enumerate(tools):
+        kind = tool.get("type")
+        if kind is not None and kind != "custom":
+            # Anthropic runs these itself; they are not functions the backend may call.
+            server_tools.append(kind)
+            continue
+        name = tool["name"]
+        if name in names:
+            raise InvalidRequest(f"tools.{number}.name: tool name {name!r} is used twice")
+        names.add(name)
+        schema = tool["input_schema"]
+        if json_deeper_than(schema, max_depth):
+            raise InvalidRequest(
+                f"tools.{number}.input_schema: nested deeper than {max_depth} levels"
+            )
+        function: dict[str, Any] = {"name": name}
+        if tool.get("description"):
+            function["description"] = tool["description"]
+        function["parameters"] = schema
+        functions.append({"type": "function", "function": function})
+        extra = tool.keys() - _CLIENT_TOOL_FIELDS
+        if extra:
+            dropped.update(
+                "cache_control" if key == "cache_control" else f"tools.{key}"
+                for key in extra
+                if tool[key] is not None
+            )
+    return functions, server_tools
+
+
+def _tool_choice(
+    choice: dict[str, Any] | None, client_tools: frozenset[str], body: dict[str, Any]
+) -> None:
+    if choice is None:
+        return  # the backend's default with tools is "auto", as Anthropic's is
+    kind = choice["type"]
+    if kind == "tool":
+        name = choice["name"]
+        if name not in client_tools:
+            raise InvalidRequest(f"tool_choice.name: {name!r} is not one of the request's tools")
+        body["tool_choice"] = {"type": "function", "function": {"name": name}}
+    else:
+        body["tool_choice"] = TOOL_CHOICE[kind]
+    if kind != "none" and choice.get("disable_parallel_tool_use"):
+        body["parallel_tool_calls"] = False
+
+
+def _thinking(
+    thinking: dict[str, Any] | None,
+    options: RequestOptions,
+    body: dict[str, Any],
+    dropped: set[str],
+) -> None:
+    """Anthropic's thinking switch -> the chat template's (Qwen3, GLM, DeepSeek, ... read
+    `enable_thinking` or `thinking`). Left out when the client did not ask either way."""
+    if thinking is None:
+        return
+    if options.thinking_switch == "none":
+        dropped.add("thinking")
+        return
+    enabled = thinking["type"] != "disabled"
+    body["chat_template_kwargs"] = {"enable_thinking": enabled, "thinking": enabled}
+    if thinking.get("budget_tokens") is not None:
+        dropped.add("thinking.budget_tokens")  # no portable budget knob on OpenAI servers
+    if thinking.get("display") is not None:
+        dropped.add("thinking.display")
+
+
+def _output_format(request: dict[str, Any], body: dict[str, Any], dropped: set[str]) -> None:
+    """Structured outputs (`output_config.format`, formerly `output_format`) ->
+    `response_format` json_schema, which vLLM enforces with guided decoding."""
+    config = request.get("output_config") or {}
+    dropped.update(
+        f"output_config.{key}"
+        for key, value in config.items()
+        if key != "format" and value is not None
+    )
+    output_format = config.get("format") or request.get("output_format")
+    if output_format:
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": output_format["schema"]},
+        }
+
+
+def _is_prefill(request: dict[str, Any], messages: list[dict[str, Any]]) -> bool:
+    last = messages[-1] if messages else None
+    return (
+        request["messages"][-1]["role"] == "assistant"
+        and last is not None
+        and last["role"] == "assistant"
+        and "tool_calls" not in last
+        and bool(last["content"])
+    )
