@@ -97,10 +97,13 @@ def translate_request(request: dict[str, Any], options: RequestOptions) -> Trans
         dropped.add("tool_choice")  # nothing to choose from: only server tools, or none
     messages = convert_conversation(request, options, dropped)
     body["messages"] = messages
-    if options.vllm_extensions and _is_prefill(request, messages):
+    if _is_prefill(request, messages):
         # A final assistant message is a prefix to continue, as Anthropic treats it.
-        body["continue_final_message"] = True
-        body["add_generation_prompt"] = False
+        if options.vllm_extensions:
+            body["continue_final_message"] = True
+            body["add_generation_prompt"] = False
+        else:
+            dropped.add("prefill")  # the backend will answer after it, not continue it
 
     context = ResponseContext(
         model=request["model"],
@@ -177,7 +180,7 @@ def _tools(tools: Any, max_depth: int, dropped: set[str]) -> tuple[list[dict[str
             dropped.update(
                 "cache_control" if key == "cache_control" else f"tools.{key}"
                 for key in extra
-                if tool[key] is not None
+                if tool[key] is not None and tool[key] is not False
             )
     return functions, server_tools
 
