@@ -1,0 +1,146 @@
+"""Start real processes on free loopback ports: the mock backend, and `extproc up` (Envoy + ext_proc)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited {proc.returncode}:\n{tail(log)}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} not ready after {timeout}s:\n{tail(log)}")
+
+
+def tail(path: Path, lines: int = 60) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+@dataclass
+class Process:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self, timeout: float = 10) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def spawn(name: str, args: list[str], workdir: Path, env: dict[str, str] | None = None) -> Process:
+    log = workdir / f"{name}.log"
+    handle = log.open("wb")
+    proc = subprocess.Popen(
+        args, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        start_new_session=True,
+    )
+    handle.close()
+    return Process(name, proc, log)
+
+
+@dataclass
+class MockBackend:
+    process: Process
+    url: str  # base URL without /v1
+
+    def script(self, *responses: dict[str, Any]) -> None:
+        httpx.post(self.url + "/__mock/script", json=list(responses), timeout=5).raise_for_status()
+
+    def requests(self) -> list[dict[str, Any]]:
+        reply = httpx.get(self.url + "/__mock/requests", timeout=5)
+        reply.raise_for_status()
+        data = reply.json()
+        return data["requests"] if isinstance(data, dict) else data
+
+    def reset(self) -> None:
+        httpx.post(self.url + "/__mock/reset", timeout=5).raise_for_status()
+
+
+def start_mock(workdir: Path, *extra: str) -> MockBackend:
+    port = free_port()
+    process = spawn(
+        f"mock-{port}", [sys.executable, "-m", "extproc.mock_backend", "--listen", f"127.0.0.1:{port}", *extra],
+        workdir,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until(url + "/health", process.proc, process.log)
+    return MockBackend(process, url)
+
+
+@dataclass
+class Gateway:
+    process: Process
+    url: str
+    admin_url: str
+    metrics_url: str | None
+    config_path: Path
+    workdir: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def logs(self) -> str:
+        return tail(self.process.log, 400)
+
+
+def start_gateway(workdir: Path, config: dict[str, Any], env: dict[str, str] | None = None) -> Gateway:
+    """`extproc up --config` with free ports filled in; waits for Envoy's /ready."""
+    listen, admin, grpc_port, metrics = free_port(), free_port(), free_port(), free_port()
+    config = {
+        "listen": f"127.0.0.1:{listen}",
+        "admin_listen": f"127.0.0.1:{admin}",
+        "extproc_listen": f"127.0.0.1:{grpc_port}",
+        "metrics_listen": f"127.0.0.1:{metrics}",
+        **config,
+    }
+    path = workdir / f"gateway-{listen}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    process = spawn(
+        f"gateway-{listen}", [sys.executable, "-m", "extproc", "up", "--config", str(path)], workdir, env
+    )
+    admin_url = f"http://127.0.0.1:{admin}"
+    wait_until(admin_url + "/ready", process.proc, process.log, timeout=60)
+    metrics_url = f"http://{config['metrics_listen']}" if config.get("metrics_listen") else None
+    return Gateway(process, f"http://127.0.0.1:{listen}", admin_url, metrics_url, path, workdir)
+
+
+@contextlib.contextmanager
+def stopping(*processes: Process) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for process in processes:
+            process.stop()
