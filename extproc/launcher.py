@@ -78,17 +78,15 @@ async def start_mock_backend() -> tuple[asyncio.subprocess.Process, str]:
     return proc, base + "/v1"
 
 
-async def start_envoy(config: Config, workdir: Path, profile: str = "local") -> asyncio.subprocess.Process:
+async def spawn_envoy(config: Config, workdir: Path, profile: str = "local") -> asyncio.subprocess.Process:
     from extproc.envoy_config import render_envoy_config
 
     path = workdir / "envoy.yaml"
     path.write_text(render_envoy_config(config, profile=profile))
-    proc = await asyncio.create_subprocess_exec(
+    return await asyncio.create_subprocess_exec(
         envoy_binary(), "-c", str(path), "--use-dynamic-base-id", "--log-level", "warning",
         "--drain-time-s", str(int(config.timeouts.drain_s)), "--drain-strategy", "immediate",
     )
-    await wait_http(url_of(config.admin_listen) + "/ready", proc, timeout=30)
-    return proc
 
 
 async def _terminate(proc: asyncio.subprocess.Process | None, timeout: float = 5) -> None:
@@ -118,9 +116,11 @@ async def up(config: Config) -> int:
                 print(MOCK_BANNER.format(url=mock_url), file=sys.stderr, flush=True)
                 mock_backend = Backend(name="mock", base_url=mock_url)
                 config = config.model_copy(update={"backends": (mock_backend,)})
+            # Envoy is forked before gRPC starts its threads (fork after gRPC is unsafe).
+            envoy = await spawn_envoy(config, Path(tmp))
             server = ExtProcServer(config)
             await server.start()
-            envoy = await start_envoy(config, Path(tmp))
+            await wait_http(url_of(config.admin_listen) + "/ready", envoy, timeout=30)
             url = url_of(config.listen)
             print(f"extproc gateway ready: {url}  (Anthropic: POST {url}/v1/messages, "
                   f"OpenAI: POST {url}/v1/chat/completions)", flush=True)
