@@ -73,7 +73,7 @@ class FakeProcessor(pb_grpc.ExternalProcessorServicer):
         self.seen: list[tuple[str, str, dict[str, str]]] = []
         self.release = threading.Event()
 
-    def Process(self, request_iterator: Iterator[Any], context: Any) -> Iterator[Any]:  # noqa: N802
+    def Process(self, request_iterator: Iterator[Any], context: Any) -> Iterator[Any]:
         path = ""
         for request in request_iterator:
             kind = request.WhichOneof("request")
@@ -113,7 +113,7 @@ def immediate(status: int, details: str) -> pb.ProcessingResponse:
     body = error_body("invalid_request_error", f"processor says {status}")
     return pb.ProcessingResponse(
         immediate_response=pb.ImmediateResponse(
-            status=HttpStatus(code=status),  # type: ignore[arg-type]
+            status=HttpStatus(code=status),
             headers=mutation({"content-type": "application/json"}),
             body=body,
             details=details,
@@ -144,7 +144,7 @@ def body_edit(path: str) -> pb.CommonResponse:
 class Backend(BaseHTTPRequestHandler):
     """Echoes what arrived; /slow outlives the route timeout; /reset hangs up."""
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
         if self.path == "/slow":
             time.sleep(3)
@@ -164,7 +164,12 @@ class Backend(BaseHTTPRequestHandler):
         pass
 
 
-class Gateway:
+class BackendServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # a /slow handler may still sleep at teardown
+
+
+class Stack:
     def __init__(self, tmp: Path) -> None:
         self.processor = FakeProcessor()
         self.access_log = tmp / "access.log"
@@ -172,7 +177,7 @@ class Gateway:
         self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
         pb_grpc.add_ExternalProcessorServicer_to_server(self.processor, self.grpc)
         self.grpc.add_insecure_port(f"127.0.0.1:{ports['extproc']}")
-        self.backends = [ThreadingHTTPServer(("127.0.0.1", 0), Backend) for _ in range(2)]
+        self.backends = [BackendServer(("127.0.0.1", 0), Backend) for _ in range(2)]
         self.backend_authorities = [f"127.0.0.1:{b.server_port}" for b in self.backends]
         config = Config.model_validate(
             {
@@ -205,7 +210,7 @@ class Gateway:
     def start(self) -> None:
         self.grpc.start()
         for server in self.backends:
-            threading.Thread(target=server.serve_forever, daemon=True).start()
+            threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         command = ["envoy", "-c", str(self.config_path), "--concurrency", "1", "-l", "error"]
         command += ["--disable-hot-restart", "--file-flush-interval-msec", "20"]
         self.envoy = subprocess.Popen(command, stdout=subprocess.DEVNULL)
@@ -247,8 +252,8 @@ class Gateway:
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    running = Gateway(tmp_path_factory.mktemp("envoy"))
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = Stack(tmp_path_factory.mktemp("envoy"))
     try:
         running.start()
         yield running
@@ -257,12 +262,12 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 
 
 @pytest.fixture
-def client(gateway: Gateway) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=gateway.url, timeout=10) as http:
+def client(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.url, timeout=10) as http:
         yield http
 
 
-def test_processor_routes_from_the_body_phase(gateway: Gateway, client: httpx.Client) -> None:
+def test_processor_routes_from_the_body_phase(stack: Stack, client: httpx.Client) -> None:
     """Default mutation rules allow :path, content-length, authorization, x-api-key removal."""
     response = client.post("/route/second", content=b'{"a":1}', headers={"x-api-key": "client"})
     assert response.status_code == 200
@@ -270,28 +275,29 @@ def test_processor_routes_from_the_body_phase(gateway: Gateway, client: httpx.Cl
     headers = {k.lower(): v for k, v in echo["headers"].items()}
     assert echo["path"] == "/echo"
     assert echo["body_len"] == len(NEW_BODY)
-    assert headers["host"] == f"localhost:{gateway.backends[1].server_port}"
+    assert headers["host"] == f"localhost:{stack.backends[1].server_port}"
     assert headers["authorization"] == "Bearer backend-key"
     assert "x-api-key" not in headers
     assert BACKEND_HEADER not in headers
 
 
-def test_client_cannot_pick_the_backend(gateway: Gateway, client: httpx.Client) -> None:
+def test_client_cannot_pick_the_backend(stack: Stack, client: httpx.Client) -> None:
     response = client.post("/untouched", content=b"{}", headers={BACKEND_HEADER: "second"})
     assert response.status_code == 200
     assert response.json()["path"] == "/untouched"
-    assert response.json()["headers"]["Host"] == gateway.backend_authorities[0]
-    seen = [h for path, kind, h in gateway.processor.seen if path == "/untouched"]
+    headers = {k.lower(): v for k, v in response.json()["headers"].items()}
+    assert headers["host"] == stack.backend_authorities[0]
+    seen = [h for path, kind, h in stack.processor.seen if path == "/untouched"]
     assert BACKEND_HEADER not in seen[0]
 
 
 def test_dynamic_metadata_lands_in_the_extproc_namespace(
-    gateway: Gateway, client: httpx.Client
+    stack: Stack, client: httpx.Client
 ) -> None:
     request_id = "metadata-namespace-check"
     response = client.post("/route/first", content=b"{}", headers={"x-request-id": request_id})
     assert response.status_code == 200
-    entry = gateway.log_line(request_id)
+    entry = stack.log_line(request_id)
     assert (entry["model"], entry["backend"], entry["input_tokens"]) == ("m-test", "b-test", 12)
     assert entry["path"] == "/echo"
     assert entry["upstream_cluster"] == "backend_first"
@@ -341,11 +347,11 @@ def test_a_body_at_the_limit_is_buffered(client: httpx.Client) -> None:
 
 
 def test_processor_sees_envoy_local_replies_already_rewritten(
-    gateway: Gateway, client: httpx.Client
+    stack: Stack, client: httpx.Client
 ) -> None:
     """Router local replies run through ext_proc's response phases after the rewrite."""
     assert client.post("/route/dead", content=b"{}").status_code == 502
-    seen = {kind: h for path, kind, h in gateway.processor.seen if path == "/route/dead"}
+    seen = {kind: h for path, kind, h in stack.processor.seen if path == "/route/dead"}
     assert seen["response_headers"][":status"] == "502"
     assert seen["response_headers"]["content-type"] == "application/json"
     assert json.loads(seen["response_body"]["body"])["error"]["type"] == "api_error"
