@@ -159,7 +159,7 @@ class ChatCompletionMessageToolCall(_Received):
 
 class ChatCompletionMessage(_Received):
     role: str | None = "assistant"
-    content: str | None = None
+    content: str | list[dict[str, Any]] | None = None  # parts: a few servers answer that way
     reasoning: str | None = None
     reasoning_content: str | None = None
     tool_calls: list[ChatCompletionMessageToolCall] | None = None

@@ -184,31 +184,27 @@ def translate_error(status: int, body: bytes) -> tuple[int, bytes]:
     """
     if status < 400:
         status = 502  # called for a broken answer that carried a success status
-    message = _backend_message(_json_or_none(body), status)
-    if message is None:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
         message = _text_message(body, status)
+    else:
+        message = _backend_message(payload, status)
     return status, error_body(error_type_for_status(status), message)
 
 
-def _json_or_none(body: bytes) -> object:
-    try:
-        return orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        return None
-
-
-def _backend_message(payload: object, status: int) -> str | None:
-    if not isinstance(payload, dict):
-        return None
-    error = payload.get("error")
-    if isinstance(error, dict):
-        found: object = error.get("message")
-    elif isinstance(error, str):
-        found = error
-    else:
-        found = payload.get("message")
-    if found is None and "detail" in payload:
-        found = _fastapi_detail(payload["detail"])
+def _backend_message(payload: object, status: int) -> str:
+    found: object = None
+    if isinstance(payload, dict):
+        error = payload.get("error")
+        if isinstance(error, dict):
+            found = error.get("message")
+        elif isinstance(error, str):
+            found = error
+        else:
+            found = payload.get("message")
+        if found is None and "detail" in payload:  # FastAPI
+            found = _fastapi_detail(payload["detail"])
     if not isinstance(found, str) or not found.strip():
         return f"backend returned HTTP {status} ({_reason(status)})"
     return _prompt_too_long(found.strip()[:_MAX_MESSAGE_CHARS])

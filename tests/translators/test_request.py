@@ -225,7 +225,12 @@ def test_tool_use_arguments_are_compact_json_with_id_and_name_as_given() -> None
         {
             "role": "assistant",
             "content": [
-                {"type": "tool_use", "id": "functions.bash:0", "name": "bash", "input": {"a": [1, {"b": "ü"}]}}
+                {
+                    "type": "tool_use",
+                    "id": "functions.bash:0",
+                    "name": "bash",
+                    "input": {"a": [1, {"b": "ü"}]},
+                }
             ],
         },
     ]
@@ -240,7 +245,10 @@ def test_tool_use_arguments_are_compact_json_with_id_and_name_as_given() -> None
 def test_tool_results_come_before_the_user_text_of_the_same_turn() -> None:
     messages = [
         {"role": "user", "content": "x"},
-        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "Bash", "input": {}}]},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "t1", "name": "Bash", "input": {}}],
+        },
         {
             "role": "user",
             "content": [
@@ -258,7 +266,10 @@ def test_thinking_is_never_a_content_part() -> None:
         {"role": "user", "content": "x"},
         {
             "role": "assistant",
-            "content": [{"type": "thinking", "thinking": "hmm", "signature": "s"}, {"type": "text", "text": "y"}],
+            "content": [
+                {"type": "thinking", "thinking": "hmm", "signature": "s"},
+                {"type": "text", "text": "y"},
+            ],
         },
         {"role": "user", "content": "z"},
     ]
@@ -279,7 +290,12 @@ def test_prefill_continues_the_final_assistant_message() -> None:
 
 def test_dropped_names_are_sorted_and_unique() -> None:
     body = request(
-        [{"role": "user", "content": [{"type": "text", "text": "a", "cache_control": {"type": "ephemeral"}}]}],
+        [
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "a", "cache_control": {"type": "ephemeral"}}],
+            }
+        ],
         system=[{"type": "text", "text": "s", "cache_control": {"type": "ephemeral"}}],
         context_management={},
         output_config={"effort": "low"},
@@ -294,7 +310,9 @@ def test_dropped_names_are_sorted_and_unique() -> None:
 
 
 def test_unknown_block_types_are_tolerated_and_reported() -> None:
-    messages = [{"role": "user", "content": [{"type": "hologram", "x": 1}, {"type": "text", "text": "hi"}]}]
+    messages = [
+        {"role": "user", "content": [{"type": "hologram", "x": 1}, {"type": "text", "text": "hi"}]}
+    ]
     translated = translate_request(request(messages), OPTIONS)
     assert orjson.loads(translated.body)["messages"] == [{"role": "user", "content": "hi"}]
     assert translated.dropped == ("block:hologram",)
@@ -351,9 +369,15 @@ def test_options_from_config() -> None:
     ("body", "message"),
     [
         ([], "request body must be a JSON object"),
-        ({"max_tokens": 1, "messages": [{"role": "user", "content": "x"}]}, "model: Field required"),
+        (
+            {"max_tokens": 1, "messages": [{"role": "user", "content": "x"}]},
+            "model: Field required",
+        ),
         ({"model": "m", "max_tokens": 1}, "messages: Field required"),
-        ({"model": "m", "messages": [{"role": "user", "content": "x"}]}, "max_tokens: Field required"),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": "x"}]},
+            "max_tokens: Field required",
+        ),
         (request(max_tokens="100"), "max_tokens: Input should be a valid integer"),
         (request(max_tokens=-1), "max_tokens: Input should be greater than or equal to 0"),
         (request(messages=[]), "messages: List should have at least 1 item"),
@@ -366,7 +390,10 @@ def test_options_from_config() -> None:
             "messages.0.role: Input should be 'user', 'assistant' or 'system'",
         ),
         (request([{"role": "user"}]), "messages.0.content: Field required"),
-        (request([{"role": "user", "content": 5}]), "messages.0.content: Input should be a valid list"),
+        (
+            request([{"role": "user", "content": 5}]),
+            "messages.0.content: Input should be a valid list",
+        ),
         (
             request([{"role": "user", "content": [{"text": "no type"}]}]),
             "messages.0.content.0: each content block must be an object with a string `type`",
@@ -381,12 +408,30 @@ def test_options_from_config() -> None:
         ),
         (
             request(
-                [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": 1}]}]}]
+                [
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "tool_result",
+                                "tool_use_id": "t",
+                                "content": [{"type": "text", "text": 1}],
+                            }
+                        ],
+                    }
+                ]
             ),
             "messages.0.content.0.content.0.text: Input should be a valid string",
         ),
         (
-            request([{"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "x", "input": "{}"}]}]),
+            request(
+                [
+                    {
+                        "role": "assistant",
+                        "content": [{"type": "tool_use", "id": "t", "name": "x", "input": "{}"}],
+                    }
+                ]
+            ),
             "messages.0.content.0.input: Input should be a valid dictionary",
         ),
         (request(system=[{"type": "image"}]), "system.0.type: Input should be 'text'"),
@@ -402,7 +447,9 @@ def test_invalid_requests_name_the_field(body: object, message: str) -> None:
 
 def test_too_many_messages_or_tools() -> None:
     messages = [{"role": "user", "content": "x"}] * 4
-    assert rejected(request(messages), max_messages=3) == "messages: 4 messages exceed the limit of 3"
+    assert (
+        rejected(request(messages), max_messages=3) == "messages: 4 messages exceed the limit of 3"
+    )
     tools = [{**TOOL, "name": f"t{i}"} for i in range(3)]
     assert rejected(request(tools=tools), max_tools=2) == "tools: 3 tools exceed the limit of 2"
 
@@ -427,7 +474,10 @@ def test_tool_schema_depth_limit() -> None:
 def test_tool_use_input_depth_limit() -> None:
     messages = [
         {"role": "user", "content": "x"},
-        {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "n", "input": nested(6)}]},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "t", "name": "n", "input": nested(6)}],
+        },
     ]
     assert rejected(request(messages), max_json_depth=10) == (
         "messages.1.content.0.input: nested deeper than 10 levels"
@@ -438,7 +488,10 @@ def test_tool_use_input_depth_limit() -> None:
     ("block", "message"),
     [
         (
-            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="}},
+            {
+                "type": "document",
+                "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="},
+            },
             "messages.0.content.0: application/pdf documents (base64 source) are not supported",
         ),
         (
@@ -475,7 +528,10 @@ def test_blocks_in_the_wrong_role() -> None:
     assert rejected(request([assistant])) == (
         "messages.0.content.0: a tool_result block belongs in a user message"
     )
-    system = {"role": "system", "content": [{"type": "image", "source": {"type": "url", "url": "u"}}]}
+    system = {
+        "role": "system",
+        "content": [{"type": "image", "source": {"type": "url", "url": "u"}}],
+    }
     assert rejected(request([system])) == (
         "messages.0.content.0: a system message may only hold text blocks, got 'image'"
     )
@@ -502,7 +558,9 @@ def claude_code(folder: Path, name: str) -> dict[str, Any]:
 
 def test_claude_code_first_request(claude_code_fixture_dir: Path) -> None:
     anthropic = claude_code(claude_code_fixture_dir, "00-first-request-plain-prompt")
-    translated = translate_request(anthropic, RequestOptions(model="qwen3-coder", max_output_tokens=16384))
+    translated = translate_request(
+        anthropic, RequestOptions(model="qwen3-coder", max_output_tokens=16384)
+    )
     body = orjson.loads(translated.body)
     ChatCompletionRequest.model_validate_json(translated.body)
     assert list(body) == [
@@ -512,11 +570,15 @@ def test_claude_code_first_request(claude_code_fixture_dir: Path) -> None:
     assert body["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
     assert body["chat_template_kwargs"] == {"enable_thinking": True, "thinking": True}
     assert len(body["tools"]) == 24
-    assert [tool["function"]["name"] for tool in body["tools"]] == [t["name"] for t in anthropic["tools"]]
+    assert [tool["function"]["name"] for tool in body["tools"]] == [
+        t["name"] for t in anthropic["tools"]
+    ]
     system, user = body["messages"]
     assert system["role"] == "system"
     assert "x-anthropic-billing-header" not in system["content"]
-    assert system["content"].startswith("You are a Claude agent, built on Anthropic's Claude Agent SDK.\n")
+    assert system["content"].startswith(
+        "You are a Claude agent, built on Anthropic's Claude Agent SDK.\n"
+    )
     # the mid-conversation role:"system" entry is hoisted to the end of the system prompt
     assert system["content"].endswith(anthropic["messages"][1]["content"])
     assert user == {
@@ -548,14 +610,22 @@ def test_claude_code_follow_up_with_tool_result(claude_code_fixture_dir: Path) -
                 }
             ],
         },
-        {"role": "tool", "tool_call_id": "toolu_01AcceptanceStub0000001", "content": "acceptance-ok"},
+        {
+            "role": "tool",
+            "tool_call_id": "toolu_01AcceptanceStub0000001",
+            "content": "acceptance-ok",
+        },
     ]
 
 
 def test_claude_code_turns_share_a_byte_identical_prefix(claude_code_fixture_dir: Path) -> None:
     """Turn 2 starts with turn 1's body minus its closing `]}`: vLLM's prefix cache hits."""
-    first = translate_request(claude_code(claude_code_fixture_dir, "01-first-request-tool-turn"), OPTIONS)
-    second = translate_request(claude_code(claude_code_fixture_dir, "02-followup-with-tool-result"), OPTIONS)
+    first = translate_request(
+        claude_code(claude_code_fixture_dir, "01-first-request-tool-turn"), OPTIONS
+    )
+    second = translate_request(
+        claude_code(claude_code_fixture_dir, "02-followup-with-tool-result"), OPTIONS
+    )
     assert first.body.endswith(b"]}")
     assert second.body.startswith(first.body[:-2] + b",")
     # ... even though the raw requests differ early (billing header, cache_control moves)
