@@ -1,0 +1,447 @@
+"""OpenAI chat-completion SSE in, Anthropic Messages SSE out: one state machine per response.
+
+`feed()` turns each backend body chunk into the Anthropic events it completes (possibly none);
+`finish()` is the explicit end of the backend stream and closes the message exactly once;
+`fail()` ends it with `event: error`. After a terminal event nothing more is written.
+
+Decisions worth knowing:
+- `message_start` and a `ping` go out with the first backend chunk; its `input_tokens` is
+  real when the backend reports usage on every chunk (vLLM `continuous_usage_stats`).
+- One block is open at a time. A new tool call takes over from the streaming one once the
+  latter's arguments form a whole object (sequential parallel calls all stream); when the
+  backend interleaves argument deltas, the first call streams and the others are buffered
+  and written whole, in index order, when it closes. A delta for a call whose block already
+  closed cannot be delivered: `dropped_tool_deltas` counts it.
+- `finish_reason` closes the open block at once; `message_delta` waits for `[DONE]` or
+  `finish()`, because the usage-only chunk comes after `finish_reason`.
+- A stream ending with neither `[DONE]` nor a `finish_reason` ends in `event: error`, so a
+  cut answer never looks complete. A `data:` line that is not a JSON object is fatal the same
+  way; SSE lines naming no field are ignored (the decoder counts them in `garbage_lines`).
+- Whitespace-only text is held until other text follows: no block is only blanks.
+- Tool arguments that are not a JSON object after repair end the stream in `event: error`
+  where `content_block_stop` would be: a tool must never run on arguments we could not read.
+  Under `finish_reason: length` a cut call is not an error (`max_tokens` says it is cut):
+  buffered ones are left out and listed in `truncated_tool_calls`, as without streaming.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Final, NoReturn, TypedDict
+
+import orjson
+
+from extproc.mappings import error_type_for_status, stop_reason_for
+from extproc.sse import SSEDecoder, SSEEvent, SSEOverflow
+from extproc.translators import stream_events as events
+from extproc.translators.common import AnthropicUsage, anthropic_usage, message_id, tool_use_id
+from extproc.translators.context import ResponseContext
+from extproc.translators.stream_events import BlockType
+from extproc.translators.stream_tools import (
+    ToolCall,
+    ToolCallState,
+    arguments_piece,
+    is_json_object,
+)
+from extproc.translators.tool_args import ToolArgumentsError, parse_tool_arguments
+
+TRUNCATED_MESSAGE: Final = "backend stream ended before completion"
+
+
+class Phase(enum.Enum):
+    WAITING = "waiting"  # no backend chunk yet, nothing written
+    STREAMING = "streaming"  # message_start written
+    DONE = "done"  # message_stop written
+    FAILED = "failed"  # event: error written
+
+
+@dataclass(frozen=True, slots=True)
+class OpenBlock:
+    type: BlockType
+    index: int
+    delta_prefix: bytes
+    tool: ToolCall | None = None  # the call streaming in a tool_use block
+
+
+class UnknownToolCall(TypedDict):
+    id: str
+    name: str
+    arguments: str
+
+
+class _Ended(Exception):
+    """Raised once the terminal error event is written, to stop all further work."""
+
+
+class StreamTranslator:
+    def __init__(self, context: ResponseContext) -> None:
+        self._context = context
+        self._decoder = SSEDecoder()
+        self._phase = Phase.WAITING
+        self._block: OpenBlock | None = None
+        self._next_index = 0
+        self._tools: dict[int, ToolCall] = {}
+        self._last_tool_index = -1
+        self._pending_space = ""
+        self._finish_reason: str | None = None
+        self._matched_stop: object = None
+        self._openai_usage: dict[str, Any] | None = None
+        self._tool_use_written = False
+        self._out: list[bytes] = []
+        # Read-only progress, for metrics and logs.
+        self.first_token_seen = False
+        self.output_chunks = 0  # backend chunks that carried thinking, text or tool deltas
+        self.stop_reason: str | None = None
+        self.error: str | None = None  # Anthropic error type when the stream ended in error
+        self.unknown_tool_calls: list[UnknownToolCall] = []
+        self.truncated_tool_calls: list[str] = []  # names of calls max_tokens cut short
+        self.invalid_tool_arguments = 0
+        self.dropped_tool_deltas = 0
+
+    @property
+    def usage(self) -> AnthropicUsage:
+        return anthropic_usage(self._openai_usage)
+
+    @property
+    def finished(self) -> bool:
+        return self._phase is Phase.DONE or self._phase is Phase.FAILED
+
+    @property
+    def garbage_lines(self) -> int:
+        return self._decoder.garbage_lines
+
+    def feed(self, data: bytes) -> bytes:
+        """Backend bytes in any chunking -> the Anthropic SSE bytes they complete."""
+        if self.finished:
+            return b""
+        self._out = []
+        try:
+            try:
+                sse_events = self._decoder.feed(data)
+            except SSEOverflow as exc:
+                self._fail("api_error", f"backend stream unreadable: {exc}")
+            for event in sse_events:
+                self._on_event(event)
+                if self._phase is Phase.DONE:
+                    break
+        except _Ended:
+            pass
+        return b"".join(self._out)
+
+    def finish(self) -> bytes:
+        """The backend stream ended: close the message, or report it cut short."""
+        if self.finished:
+            return b""
+        self._out = []
+        self._decoder.flush()
+        try:
+            if self._finish_reason is None:
+                self._fail("api_error", TRUNCATED_MESSAGE)
+            self._complete()
+        except _Ended:
+            pass
+        return b"".join(self._out)
+
+    def fail(self, message: str, error_type: str = "api_error") -> bytes:
+        """The backend broke: end the stream with an Anthropic `event: error`."""
+        if self.finished:
+            return b""
+        self._out = []
+        self._write_error(error_type, message)
+        return b"".join(self._out)
+
+    # -- backend events --------------------------------------------------------------------
+
+    def _on_event(self, event: SSEEvent) -> None:
+        try:
+            chunk = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            if event.data.strip() == b"[DONE]":
+                self._complete()
+                return
+            self._fail("api_error", "backend sent a stream event that is not JSON")
+        if not isinstance(chunk, dict):
+            self._fail("api_error", "backend sent a stream event that is not a JSON object")
+        if "error" in chunk or chunk.get("object") == "error" or event.event == "error":
+            self._backend_error(chunk)
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self._openai_usage = usage
+        if self._phase is Phase.WAITING:
+            self._phase = Phase.STREAMING
+            start = events.message_start(
+                message_id(chunk.get("id")), self._context.model, self.usage
+            )
+            self._out += (start, events.PING)
+        choices = chunk.get("choices")
+        if isinstance(choices, list):
+            for choice in choices:
+                # Only the first choice is translated: Anthropic has no `n`.
+                if isinstance(choice, dict) and choice.get("index", 0) == 0:
+                    self._on_choice(choice)
+
+    def _on_choice(self, choice: dict[str, Any]) -> None:
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and delta:
+            produced = False
+            # vLLM sent both names for a while, with the same text: take one, never both.
+            reasoning = delta.get("reasoning")
+            if not (isinstance(reasoning, str) and reasoning):
+                reasoning = delta.get("reasoning_content")
+            if isinstance(reasoning, str) and reasoning:
+                self._thinking(reasoning)
+                produced = True
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                self._text(content)
+                produced = True
+            tool_calls = delta.get("tool_calls")
+            if isinstance(tool_calls, list):
+                for tool_call in tool_calls:
+                    if isinstance(tool_call, dict):
+                        self._tool_delta(tool_call)
+                        produced = True
+            if produced:
+                self.first_token_seen = True
+                self.output_chunks += 1
+        finish_reason = choice.get("finish_reason")
+        if isinstance(finish_reason, str) and finish_reason:
+            self._finish_reason = finish_reason
+            self._matched_stop = choice.get("stop_reason")
+            self._close_block()
+            self._flush_tools(final=True)
+
+    def _backend_error(self, chunk: dict[str, Any]) -> NoReturn:
+        error = chunk.get("error")
+        details: dict[str, Any] = error if isinstance(error, dict) else chunk
+        message = details.get("message")
+        if not isinstance(message, str) or not message:
+            message = error if isinstance(error, str) and error else "backend reported an error"
+        self._fail(_error_type(details.get("code")), message)
+
+    # -- content ---------------------------------------------------------------------------
+
+    def _thinking(self, text: str) -> None:
+        block = self._block
+        if block is None or block.type is not BlockType.THINKING:
+            block = self._switch_to(BlockType.THINKING)
+        self._out.append(events.delta(block.delta_prefix, text))
+
+    def _text(self, text: str) -> None:
+        block = self._block
+        if block is None or block.type is not BlockType.TEXT:
+            text = self._pending_space + text
+            if text.isspace():
+                self._pending_space = text
+                return
+            block = self._switch_to(BlockType.TEXT)
+        self._out.append(events.delta(block.delta_prefix, text))
+
+    def _tool_delta(self, delta: dict[str, Any]) -> None:
+        index = delta.get("index")
+        if not isinstance(index, int) or isinstance(index, bool):
+            index = self._guess_tool_index(delta.get("id"))
+        self._last_tool_index = index
+        call = self._tools.get(index)
+        if call is None:
+            call = self._tools[index] = ToolCall(index)
+        function = delta.get("function")
+        if not isinstance(function, dict):
+            function = {}
+        if call.id is None and isinstance(delta.get("id"), str) and delta["id"]:
+            call.id = delta["id"]
+        if call.name is None and isinstance(function.get("name"), str) and function["name"]:
+            call.name = function["name"]
+        piece = arguments_piece(function.get("arguments"))
+        if call.state is ToolCallState.STREAMING:
+            self._stream_arguments(call, piece)
+        elif call.state is ToolCallState.PENDING:
+            call.arguments.append(piece)
+            self._maybe_start(call)
+        elif call.state is ToolCallState.UNKNOWN:
+            call.arguments.append(piece)
+        elif piece.strip():
+            self.dropped_tool_deltas += 1
+
+    def _maybe_start(self, call: ToolCall) -> None:
+        if call.name is None:
+            return  # no block without a name; it may come in a later delta
+        if self._context.client_tools and call.name not in self._context.client_tools:
+            call.state = ToolCallState.UNKNOWN
+            return
+        if self._must_wait(call):
+            return  # interleaved: written whole when the streaming call closes
+        self._close_block()
+        self._open_tool(call)
+
+    def _must_wait(self, call: ToolCall) -> bool:
+        """Another call streams and may still grow: its object is open, or calls interleave."""
+        streaming = self._block.tool if self._block is not None else None
+        if streaming is None:
+            return False
+        if not streaming.closed:
+            return True
+        return any(
+            other.state is ToolCallState.PENDING and other is not call
+            for other in self._tools.values()
+        )
+
+    def _guess_tool_index(self, call_id: object) -> int:
+        """Servers that omit `index`: a new id starts a new call, otherwise continue the last."""
+        known = any(call.id == call_id for call in self._tools.values())
+        if isinstance(call_id, str) and call_id and not known:
+            return max(self._tools, default=-1) + 1
+        return max(self._last_tool_index, 0)
+
+    def _open_tool(self, call: ToolCall) -> None:
+        assert call.name is not None
+        call.state = ToolCallState.STREAMING
+        self._tool_use_written = True
+        index = self._open(BlockType.TOOL_USE, call)
+        self._out.append(events.tool_use_start(index, tool_use_id(call.id), call.name))
+        gathered, call.arguments = call.gathered(), []
+        self._stream_arguments(call, gathered)
+
+    def _stream_arguments(self, call: ToolCall, piece: str) -> None:
+        part = call.take(piece)
+        if part and self._block is not None:
+            self._out.append(events.delta(self._block.delta_prefix, part))
+
+    def _flush_tools(self, *, final: bool) -> None:
+        """Write the buffered tool calls as whole blocks; no block is open here."""
+        cut = self._finish_reason == "length"
+        for index in sorted(self._tools):
+            call = self._tools[index]
+            if call.state is not ToolCallState.PENDING:
+                continue
+            if call.name is None:
+                if final:
+                    call.state = ToolCallState.UNKNOWN
+                continue
+            if cut and not _readable(call.gathered()):
+                call.state = ToolCallState.CUT
+                self.truncated_tool_calls.append(call.name)
+                continue
+            self._open_tool(call)
+            self._close_block()
+
+    # -- blocks ----------------------------------------------------------------------------
+
+    def _switch_to(self, block_type: BlockType) -> OpenBlock:
+        self._close_block()
+        self._flush_tools(final=False)
+        index = self._open(block_type)
+        start = events.thinking_start if block_type is BlockType.THINKING else events.text_start
+        self._out.append(start(index))
+        assert self._block is not None
+        return self._block
+
+    def _open(self, block_type: BlockType, tool: ToolCall | None = None) -> int:
+        index = self._next_index
+        self._next_index += 1
+        self._pending_space = ""
+        self._block = OpenBlock(block_type, index, events.delta_prefix(block_type, index), tool)
+        return index
+
+    def _close_block(self) -> None:
+        block = self._block
+        if block is None:
+            return
+        if block.type is BlockType.THINKING:
+            self._out.append(events.signature_delta(block.index))
+        elif block.tool is not None:
+            self._finish_arguments(block.tool, block)
+        self._out.append(events.block_stop(block.index))
+        self._block = None
+
+    def _finish_arguments(self, call: ToolCall, block: OpenBlock) -> None:
+        """Complete a tool_use block's input, or fail the stream when it cannot be read."""
+        call.state = ToolCallState.EMITTED
+        gathered = call.gathered()
+        cut = self._finish_reason == "length"
+        if call.sent:
+            if is_json_object(gathered[: call.sent]):
+                if cut or not gathered[call.sent :].strip():
+                    return
+                try:  # text after the object: harmless only if the repair rules accept it
+                    parse_tool_arguments(gathered)
+                    return
+                except ToolArgumentsError as exc:
+                    problem = str(exc)
+            elif cut:
+                self.truncated_tool_calls.append(call.name or "")
+                return
+            else:
+                problem = "invalid JSON"
+        else:
+            try:
+                value = parse_tool_arguments(gathered, repair=not cut)
+            except ToolArgumentsError as exc:
+                if cut:
+                    self.truncated_tool_calls.append(call.name or "")
+                    return
+                problem = str(exc)
+            else:
+                self._out.append(events.delta(block.delta_prefix, orjson.dumps(value).decode()))
+                return
+        self.invalid_tool_arguments += 1
+        self._fail(
+            "api_error", f"backend returned unusable arguments for tool {call.name!r}: {problem}"
+        )
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def _complete(self) -> None:
+        if self._phase is Phase.WAITING:
+            self._phase = Phase.STREAMING
+            self._out += (
+                events.message_start(message_id(None), self._context.model, self.usage),
+                events.PING,
+            )
+        self._close_block()
+        self._flush_tools(final=True)
+        self.unknown_tool_calls = [
+            {"id": tool_use_id(call.id), "name": call.name or "", "arguments": call.gathered()}
+            for call in self._tools.values()
+            if call.state is ToolCallState.UNKNOWN
+        ]
+        stop_reason, stop_sequence = stop_reason_for(
+            self._finish_reason, self._matched_stop, list(self._context.stop_sequences)
+        )
+        if self._tool_use_written and stop_reason in ("end_turn", "stop_sequence"):
+            stop_reason, stop_sequence = "tool_use", None
+        elif stop_reason == "tool_use" and not self._tool_use_written:
+            stop_reason = "end_turn"  # every call was held back by the tool guard
+        self.stop_reason = stop_reason
+        self._out += (
+            events.message_delta(stop_reason, stop_sequence, self.usage),
+            events.MESSAGE_STOP,
+        )
+        self._phase = Phase.DONE
+
+    def _fail(self, error_type: str, message: str) -> NoReturn:
+        self._write_error(error_type, message)
+        raise _Ended
+
+    def _write_error(self, error_type: str, message: str) -> None:
+        self._out.append(events.error(error_type, message))
+        self.error = error_type
+        self._phase = Phase.FAILED
+
+
+def _readable(arguments: str) -> bool:
+    try:
+        parse_tool_arguments(arguments, repair=False)
+    except ToolArgumentsError:
+        return False
+    return True
+
+
+def _error_type(code: object) -> str:
+    """Anthropic error type for an in-stream error's `code` (an HTTP status when numeric)."""
+    if isinstance(code, str) and code.isdigit():
+        code = int(code)
+    if isinstance(code, int) and not isinstance(code, bool) and 100 <= code <= 599:
+        return error_type_for_status(code)
+    return "api_error"
