@@ -101,6 +101,8 @@ class MockThread:
         return self.server.url
 
     def start(self, timeout: float = 10) -> MockThread:
+        if self._thread.is_alive() or self._ready.is_set():
+            return self
         self._thread.start()
         if not self._ready.wait(timeout):
             raise TimeoutError("mock backend did not start")

@@ -3,7 +3,8 @@
 Default rules, checked in order (good enough to drive Claude Code through a tool round trip):
 
 1. Tool results after the last assistant turn (OpenAI `role: "tool"` messages, Anthropic
-   `tool_result` blocks) -> a final text answer quoting them: `The command printed: <output>`.
+   `tool_result` blocks) -> a final text answer quoting them: `The command printed: <output>`
+   (unless user text after them asks for new commands: then rule 2).
 2. The last user text asks `Run these shell commands: a ; b` -> parallel tool calls, one per
    `;`-separated command; `Run the shell command: <cmd>` or `run: <cmd>` -> one call. The call
    goes to the request's tool named `bash` (any case) with `{"command": ..., "description": ...}`;
@@ -114,6 +115,12 @@ def _current_user_texts(user_parts: list[tuple[int, list[str]]], last_assistant:
     return next((parts for parts in reversed(earlier) if parts), [])
 
 
+def _new_instruction_wins(conv: Conversation, parts: list[str], current_turn: bool) -> None:
+    """A command asked for after tool results is a new instruction, not a follow-up."""
+    if current_turn and conv.tool_outputs and any(_commands(p) for p in parts):
+        conv.tool_outputs = []
+
+
 def conversation_from_openai(body: Mapping[str, Any]) -> Conversation:
     messages = [m for m in body.get("messages") or () if isinstance(m, Mapping)]
     conv = Conversation(
@@ -140,6 +147,7 @@ def conversation_from_openai(body: Mapping[str, Any]) -> Conversation:
             conv.tool_outputs.append("".join(_text_parts(msg.get("content"))))
         elif role == "user":
             user_parts.append((i, _text_parts(msg.get("content"))))
+            _new_instruction_wins(conv, user_parts[-1][1], i > last_assistant)
     conv.user_texts = _current_user_texts(user_parts, last_assistant)
     conv.thinking = _flag(body.get("chat_template_kwargs")) or bool(
         _THINK_RE.search(conv.last_user_text)
@@ -175,6 +183,7 @@ def conversation_from_anthropic(body: Mapping[str, Any]) -> Conversation:
                     if block.get("type") == "tool_result":
                         conv.tool_outputs.append("".join(_text_parts(block.get("content"))))
             user_parts.append((i, _text_parts(content)))
+            _new_instruction_wins(conv, user_parts[-1][1], i > last_assistant)
     conv.user_texts = _current_user_texts(user_parts, last_assistant)
     conv.thinking = _flag(body.get("chat_template_kwargs")) or bool(
         _THINK_RE.search(conv.last_user_text)
