@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import anthropic
+import openai
 import pytest
 
 from e2e.harness import Gateway, MockBackend, start_gateway, start_mock
@@ -47,6 +49,23 @@ def gateway(workdir: Path, mock_backend: MockBackend) -> Iterator[Gateway]:
     gw = start_gateway(workdir, config, env={"E2E_BACKEND_KEY": "sk-e2e-backend"})
     yield gw
     gw.process.stop()
+
+
+@pytest.fixture(scope="session")
+def anthropic_client(gateway: Gateway) -> Iterator[anthropic.Anthropic]:
+    """The real anthropic SDK pointed at Envoy; no retries, so each error is seen once."""
+    client = anthropic.Anthropic(base_url=gateway.url, api_key="sk-client-dummy", max_retries=0,
+                                 timeout=30)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def openai_client(gateway: Gateway) -> Iterator[openai.OpenAI]:
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="sk-client-dummy", max_retries=0,
+                           timeout=30)
+    yield client
+    client.close()
 
 
 @pytest.fixture

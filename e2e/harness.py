@@ -137,6 +137,49 @@ def start_gateway(workdir: Path, config: dict[str, Any], env: dict[str, str] | N
     return Gateway(process, f"http://127.0.0.1:{listen}", admin_url, metrics_url, path, workdir)
 
 
+def backend_config(mock: MockBackend, **extra: Any) -> dict[str, Any]:
+    """One OpenAI-schema backend entry pointing at the mock (keyword args add/override fields)."""
+    return {"name": "vllm", "schema": "openai", "base_url": mock.url + "/v1", **extra}
+
+
+@dataclass
+class EnvoyOnly:
+    """Envoy alone, rendered by `extproc envoy-config` (no ext_proc server unless you start one)."""
+
+    process: Process
+    url: str
+    admin_url: str
+    extproc_port: int
+
+
+def start_envoy_only(workdir: Path, config: dict[str, Any]) -> EnvoyOnly:
+    """`extproc envoy-config --config` + the `envoy` binary; ext_proc_listen is a free port
+    where nothing listens (the caller may start something there)."""
+    listen, admin, grpc_port = free_port(), free_port(), free_port()
+    config = {
+        "listen": f"127.0.0.1:{listen}",
+        "admin_listen": f"127.0.0.1:{admin}",
+        "extproc_listen": f"127.0.0.1:{grpc_port}",
+        **config,
+    }
+    path = workdir / f"envoy-only-{listen}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    rendered = subprocess.run(
+        [sys.executable, "-m", "extproc", "envoy-config", "--config", str(path)],
+        cwd=REPO, capture_output=True, check=True, timeout=60,
+    ).stdout
+    envoy_yaml = workdir / f"envoy-only-{listen}.envoy.yaml"
+    envoy_yaml.write_bytes(rendered)
+    process = spawn(
+        f"envoy-only-{listen}",
+        ["envoy", "-c", str(envoy_yaml), "--use-dynamic-base-id", "--log-level", "warning"],
+        workdir,
+    )
+    admin_url = f"http://127.0.0.1:{admin}"
+    wait_until(admin_url + "/ready", process.proc, process.log, timeout=60)
+    return EnvoyOnly(process, f"http://127.0.0.1:{listen}", admin_url, grpc_port)
+
+
 @contextlib.contextmanager
 def stopping(*processes: Process) -> Iterator[None]:
     try:

@@ -1,0 +1,160 @@
+"""The skeleton through real Envoy: routing, credentials, pass-through, and a dead ext_proc."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from e2e.harness import EnvoyOnly, Gateway, MockBackend, backend_config, start_envoy_only
+
+BACKEND_AUTH = "Bearer sk-e2e-backend"
+CLIENT_KEY = "sk-client-dummy"
+
+
+def only_request(backend: MockBackend) -> dict[str, object]:
+    seen = backend.requests()
+    assert len(seen) == 1, seen
+    return seen[0]
+
+
+# ---- OpenAI clients share the gateway -------------------------------------------------------
+
+
+def test_chat_completions_reaches_backend_and_comes_back(
+    openai_client: openai.OpenAI, backend: MockBackend
+) -> None:
+    backend.script({"text": "pong from the backend"})
+    completion = openai_client.chat.completions.create(
+        model="claude-sonnet-4-6", messages=[{"role": "user", "content": "ping"}], max_tokens=50
+    )
+    assert completion.choices[0].message.content == "pong from the backend"
+    assert completion.choices[0].finish_reason == "stop"
+    seen = only_request(backend)
+    assert seen["path"] == "/v1/chat/completions"
+    assert seen["body"]["model"] == "qwen3-coder"  # alias claude-* resolved
+    assert seen["body"]["messages"] == [{"role": "user", "content": "ping"}]
+    headers = seen["headers"]
+    assert headers["authorization"] == BACKEND_AUTH
+    assert CLIENT_KEY not in str(headers)
+
+
+def test_chat_completions_streams_openai_sse_unchanged(
+    openai_client: openai.OpenAI, backend: MockBackend
+) -> None:
+    backend.script({"text": "streamed pong"})
+    chunks = list(
+        openai_client.chat.completions.create(
+            model="glm-4.6", messages=[{"role": "user", "content": "ping"}], stream=True
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "streamed pong"
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+    assert only_request(backend)["body"]["model"] == "glm-4.6"
+
+
+# ---- paths ------------------------------------------------------------------------------------
+
+
+def test_unknown_path_passes_through_untouched(gateway: Gateway, backend: MockBackend) -> None:
+    body = b'{"anything": [1, 2, 3], "not": "translated"}'
+    reply = httpx.post(
+        gateway.url + "/v1/some/unknown/endpoint?x=1&y=two",
+        content=body,
+        headers={"content-type": "application/json", "x-custom-header": "kept"},
+        timeout=10,
+    )
+    assert reply.status_code == 404  # the mock has no such route: its answer comes back as is
+    seen = only_request(backend)
+    assert seen["method"] == "POST"
+    assert seen["path"] == "/v1/some/unknown/endpoint"
+    assert seen["query"] == "x=1&y=two"
+    assert seen["body"] == {"anything": [1, 2, 3], "not": "translated"}
+    assert seen["headers"]["x-custom-header"] == "kept"
+    assert seen["headers"]["content-length"] == str(len(body))
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/messages", "/v1/messages?beta=true", "/anthropic/v1/messages"]
+)
+def test_messages_paths_are_translated(gateway: Gateway, backend: MockBackend, path: str) -> None:
+    backend.script({"text": "translated"})
+    reply = httpx.post(
+        gateway.url + path,
+        json={"model": "sonnet", "max_tokens": 64,
+              "messages": [{"role": "user", "content": "hi"}]},
+        headers={"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01",
+                 "anthropic-beta": "claude-code-20250219"},
+        timeout=10,
+    )
+    assert reply.status_code == 200, reply.text
+    message = reply.json()
+    assert message["type"] == "message"
+    assert message["content"] == [{"type": "text", "text": "translated"}]
+    seen = only_request(backend)
+    assert seen["path"] == "/v1/chat/completions"
+    assert seen["query"] == ""
+    assert seen["body"]["model"] == "qwen3-coder"
+    headers = seen["headers"]
+    assert headers["authorization"] == BACKEND_AUTH
+    for name in ("x-api-key", "anthropic-version", "anthropic-beta"):
+        assert name not in headers
+    assert CLIENT_KEY not in str(headers)
+
+
+def test_sdk_beta_messages_sends_beta_query(
+    anthropic_client: anthropic.Anthropic, backend: MockBackend
+) -> None:
+    """The SDK's beta namespace posts to /v1/messages?beta=true, as Claude Code does."""
+    backend.script({"text": "beta ok"})
+    message = anthropic_client.beta.messages.create(
+        model="claude-opus-4-1", max_tokens=32, messages=[{"role": "user", "content": "hi"}],
+        betas=["interleaved-thinking-2025-05-14"],
+    )
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "beta ok"
+    assert only_request(backend)["headers"].get("anthropic-beta") is None
+
+
+# ---- ext_proc server down ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def envoy_without_extproc(workdir: Path, mock_backend: MockBackend) -> Iterator[EnvoyOnly]:
+    config = {"backends": [backend_config(mock_backend)],
+              "timeouts": {"extproc_message_s": 2, "connect_s": 1}}
+    envoy = start_envoy_only(workdir, config)
+    yield envoy
+    envoy.process.stop()
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/chat/completions"])
+def test_extproc_down_gives_prompt_anthropic_error(
+    envoy_without_extproc: EnvoyOnly, backend: MockBackend, path: str
+) -> None:
+    body = {"model": "claude-sonnet-4-6", "max_tokens": 16,
+            "messages": [{"role": "user", "content": "hi"}]}
+    # A hang would raise httpx.ReadTimeout here.
+    reply = httpx.post(envoy_without_extproc.url + path, json=body, timeout=8)
+    assert 500 <= reply.status_code < 600
+    assert reply.headers["content-type"].startswith("application/json")
+    error = reply.json()
+    assert error["type"] == "error"
+    assert error["error"]["type"] in ("api_error", "overloaded_error", "timeout_error")
+    assert error["error"]["message"]
+    assert backend.requests() == []
+
+
+def test_extproc_down_sdk_raises_server_error(envoy_without_extproc: EnvoyOnly) -> None:
+    client = anthropic.Anthropic(base_url=envoy_without_extproc.url, api_key=CLIENT_KEY,
+                                 max_retries=0, timeout=8)
+    with client, pytest.raises(anthropic.InternalServerError) as caught:
+        client.messages.create(model="claude-sonnet-4-6", max_tokens=16,
+                               messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.status_code >= 500
+    assert isinstance(caught.value.body, dict)
+    assert caught.value.body["type"] == "error"
