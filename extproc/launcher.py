@@ -16,6 +16,7 @@ import aiohttp
 
 from extproc.config import Backend, Config, parse_hostport
 from extproc.server import ExtProcServer
+from extproc.workers import Workers
 
 MOCK_BANNER = (
     "!!! No backend configured: using the BUILT-IN MOCK backend at {url} (scripted, not a model). "
@@ -109,6 +110,7 @@ async def up(config: Config) -> int:
     mock: asyncio.subprocess.Process | None = None
     envoy: asyncio.subprocess.Process | None = None
     server: ExtProcServer | None = None
+    workers: Workers | None = None
     with tempfile.TemporaryDirectory(prefix="extproc-") as tmp:
         try:
             if not config.backends:
@@ -118,6 +120,7 @@ async def up(config: Config) -> int:
                 config = config.model_copy(update={"backends": (mock_backend,)})
             # Envoy is forked before gRPC starts its threads (fork after gRPC is unsafe).
             envoy = await spawn_envoy(config, Path(tmp))
+            workers = Workers(config)
             server = ExtProcServer(config)
             await server.start()
             await wait_http(url_of(config.admin_listen) + "/ready", envoy, timeout=30)
@@ -141,6 +144,8 @@ async def up(config: Config) -> int:
             await _terminate(envoy)
             if server is not None:
                 await server.stop(grace=0)
+            if workers is not None:
+                await asyncio.to_thread(workers.stop, config.timeouts.drain_s + 5)
             await _terminate(mock)
 
 

@@ -63,6 +63,9 @@ class ExtProcServer:
 
 async def serve(config: Config, *, on_ready: Callable[[int], None] | None = None) -> None:
     """Run until SIGINT/SIGTERM, then drain."""
+    from extproc.workers import Workers
+
+    workers = Workers(config)  # forked before this process starts gRPC threads
     server = ExtProcServer(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -73,7 +76,9 @@ async def serve(config: Config, *, on_ready: Callable[[int], None] | None = None
         on_ready(port)
     await stop.wait()
     log.info("extproc_draining", grace_s=config.timeouts.drain_s)
-    await server.stop()
+    await asyncio.gather(
+        server.stop(), asyncio.to_thread(workers.stop, config.timeouts.drain_s + 5)
+    )
     log.info("extproc_stopped")
 
 
