@@ -140,7 +140,12 @@ def _prepare(
         raise RequestFailed(faults.http_error)
     if not config.serves(conv.model):
         raise RequestFailed(
-            HttpError(404, f"The model `{conv.model}` does not exist.", "NotFoundError", "model")
+            HttpError(
+                404,
+                f"The model `{conv.model}` does not exist.",
+                "NotFoundError",
+                "model" if dialect.model_error_param else None,
+            )
         )
     prompt_tokens = count_tokens(prompt)
     _check_context(config, dialect, prompt_tokens, conv.max_tokens)

@@ -49,6 +49,7 @@ class Dialect:
     nested_errors: bool  # {"error":{...}} rather than {"object":"error",...}
     id_hex_len: int
     null_reasoning_content_in_deltas: bool = False
+    model_error_param: bool = False  # 404 for an unknown model names `"param":"model"`
 
     def new_id(self, prefix: str = "chatcmpl-") -> str:
         return prefix + secrets.token_hex(self.id_hex_len // 2)
@@ -103,6 +104,7 @@ DIALECTS: dict[str, Dialect] = {
             token_id_nulls=True,
             nested_errors=True,
             id_hex_len=16,
+            model_error_param=True,
         ),
     )
 }
@@ -284,6 +286,12 @@ def error_dict(
     if d.nested_errors:
         return {"error": {"message": message, "type": err_type, "param": param, "code": code}}
     return {"object": "error", "message": message, "type": err_type, "param": param, "code": code}
+
+
+def model_not_found_body(d: Dialect, model: str | None) -> bytes:
+    message = f"The model `{model}` does not exist."
+    param = "model" if d.model_error_param else None
+    return http_error_body(d, message, "NotFoundError", 404, param)
 
 
 def http_error_body(

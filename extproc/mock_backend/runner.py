@@ -180,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-reasoning-parser", action="store_true")
     parser.add_argument("--prompt-tokens-details", action="store_true")
     parser.add_argument("--fast", action="store_true", help="precomputed answers (benchmarks)")
+    parser.add_argument("--api-key", help="require `Authorization: Bearer KEY` on /v1/*, as vLLM")
     return parser
 
 
@@ -194,6 +195,7 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
         reasoning_parser=not args.no_reasoning_parser,
         prompt_tokens_details=args.prompt_tokens_details,
         fast=args.fast,
+        api_key=args.api_key,
     )
 
 

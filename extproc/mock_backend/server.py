@@ -28,7 +28,7 @@ from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
 from extproc.mock_backend.completions import chat_completions, count_tokens_route, messages
-from extproc.mock_backend.dialects import get_dialect, http_error_body
+from extproc.mock_backend.dialects import get_dialect, http_error_body, model_not_found_body
 from extproc.mock_backend.families import DEFAULT_FAMILY, family_for_model, get_family
 from extproc.mock_backend.scenarios import ScriptItem
 from extproc.mock_backend.state import (
@@ -76,7 +76,16 @@ async def _record(request: web.Request, handler: Handler) -> web.StreamResponse:
         state.record(
             RecordedRequest(request.method, request.path, request.query_string, headers, body)
         )
+    if _unauthorized(request, state.config.api_key):
+        return json_response(b'{"error":"Unauthorized"}', 401)
     return await handler(request)
+
+
+def _unauthorized(request: web.Request, api_key: str | None) -> bool:
+    """vLLM's --api-key check: only /v1 paths, never OPTIONS."""
+    if not api_key or not request.path.startswith("/v1") or request.method == "OPTIONS":
+        return False
+    return request.headers.get("Authorization") != f"Bearer {api_key}"
 
 
 def _default_dialect(config: MockConfig, model: str | None = None) -> str:
@@ -86,8 +95,7 @@ def _default_dialect(config: MockConfig, model: str | None = None) -> str:
 
 def _model_error(config: MockConfig, model: str) -> web.Response:
     dialect = get_dialect(_default_dialect(config, model))
-    message = f"The model `{model}` does not exist."
-    return json_response(http_error_body(dialect, message, "NotFoundError", 404, "model"), 404)
+    return json_response(model_not_found_body(dialect, model), 404)
 
 
 # --- vLLM endpoints besides completions -------------------------------------------------------

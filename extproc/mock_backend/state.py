@@ -30,6 +30,8 @@ class MockConfig:
     - prefix_caching: remember recent prompts and count their shared prefix as cached.
     - chunk_delay_s: pause between stream events (token pacing for benchmarks).
     - fast: answer every chat request with precomputed bytes (benchmarks; no log, no script).
+    - api_key: as `--api-key`: /v1/* without `Authorization: Bearer <key>` gets vLLM's 401
+      `{"error":"Unauthorized"}`.
     """
 
     family: str | None = None
@@ -43,6 +45,7 @@ class MockConfig:
     prefix_caching: bool = True
     chunk_delay_s: float = 0.0
     fast: bool = False
+    api_key: str | None = None
     request_log_limit: int = 10_000
 
     def __post_init__(self) -> None:
@@ -74,6 +77,7 @@ class ConfigUpdate(BaseModel):
     prefix_caching: bool | None = None
     chunk_delay_s: float | None = Field(default=None, ge=0)
     fast: bool | None = None
+    api_key: str | None = None
 
     def apply(self, config: MockConfig) -> MockConfig:
         changes: dict[str, Any] = self.model_dump(exclude_unset=True)

@@ -238,3 +238,30 @@ async def test_claude_code_tool_turn_and_follow_up(
     assert call_message.stop_reason == "tool_use"
     assert [b.type for b in final.content] == ["text"]
     assert final.content[0].text == "The command printed: acceptance-ok"  # type: ignore[union-attr]
+
+
+async def test_api_key_guards_v1_paths_like_vllm(http: Any) -> None:
+    await http.post("/__mock/config", json={"api_key": "sk-backend"})
+    denied = await http.post("/v1/chat/completions", json={"messages": user("x")})
+    assert (denied.status_code, denied.content) == (401, b'{"error":"Unauthorized"}')
+    allowed = await http.post(
+        "/v1/chat/completions",
+        json={"messages": user("x")},
+        headers={"Authorization": "Bearer sk-backend"},
+    )
+    assert allowed.status_code == 200
+    assert (await http.get("/health")).status_code == 200  # not under /v1
+    log = (await http.get("/__mock/requests")).json()
+    assert [r["headers"].get("authorization") for r in log[:2]] == [None, "Bearer sk-backend"]
+
+
+async def test_legacy_unknown_model_error(http: Any) -> None:
+    await http.post("/__mock/config", json={"models": ["m"], "dialect": "legacy"})
+    response = await http.post("/v1/chat/completions", json={"model": "x", "messages": user("x")})
+    assert response.json() == {
+        "object": "error",
+        "message": "The model `x` does not exist.",
+        "type": "NotFoundError",
+        "param": None,
+        "code": 404,
+    }
