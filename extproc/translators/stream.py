@@ -163,17 +163,17 @@ class StreamTranslator:
             self._fail("api_error", "backend sent a stream event that is not JSON")
         if not isinstance(chunk, dict):
             self._fail("api_error", "backend sent a stream event that is not a JSON object")
-        if "error" in chunk or chunk.get("object") == "error" or event.event == "error":
+        if (
+            chunk.get("error") is not None
+            or chunk.get("object") == "error"
+            or event.event == "error"
+        ):
             self._backend_error(chunk)
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self._openai_usage = usage
         if self._phase is Phase.WAITING:
-            self._phase = Phase.STREAMING
-            start = events.message_start(
-                message_id(chunk.get("id")), self._context.model, self.usage
-            )
-            self._out += (start, events.PING)
+            self._start(chunk.get("id"))
         choices = chunk.get("choices")
         if isinstance(choices, list):
             for choice in choices:
@@ -392,13 +392,14 @@ class StreamTranslator:
 
     # -- the end ---------------------------------------------------------------------------
 
+    def _start(self, backend_id: object) -> None:
+        self._phase = Phase.STREAMING
+        start = events.message_start(message_id(backend_id), self._context.model, self.usage)
+        self._out += (start, events.PING)
+
     def _complete(self) -> None:
         if self._phase is Phase.WAITING:
-            self._phase = Phase.STREAMING
-            self._out += (
-                events.message_start(message_id(None), self._context.model, self.usage),
-                events.PING,
-            )
+            self._start(None)
         self._close_block()
         self._flush_tools(final=True)
         self.unknown_tool_calls = [
