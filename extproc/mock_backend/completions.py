@@ -88,6 +88,11 @@ async def _json_body(request: web.Request) -> Mapping[str, Any]:
     return body
 
 
+def _missing_model(dialect: Dialect, model: str | None) -> HttpError:
+    param = "model" if dialect.model_error_param else None
+    return HttpError(404, f"The model `{model}` does not exist.", "NotFoundError", param)
+
+
 def _check_context(
     config: MockConfig, dialect: Dialect, prompt: int, max_tokens: int | None
 ) -> None:
@@ -139,14 +144,7 @@ def _prepare(
     if faults.http_error:
         raise RequestFailed(faults.http_error)
     if not config.serves(conv.model):
-        raise RequestFailed(
-            HttpError(
-                404,
-                f"The model `{conv.model}` does not exist.",
-                "NotFoundError",
-                "model" if dialect.model_error_param else None,
-            )
-        )
+        raise RequestFailed(_missing_model(dialect, conv.model))
     prompt_tokens = count_tokens(prompt)
     _check_context(config, dialect, prompt_tokens, conv.max_tokens)
     if item is None or item.default:
@@ -321,9 +319,7 @@ async def count_tokens_route(request: web.Request) -> web.StreamResponse:
     config = request.app[STATE].config
     model = _model_of(body)
     if not config.serves(model):
-        return _anthropic_error(
-            HttpError(404, f"The model `{model}` does not exist.", "NotFoundError", "model")
-        )
+        return _anthropic_error(_missing_model(get_dialect("current"), model))
     return json_response(anth.count_tokens_body(count_tokens(render_anthropic_prompt(body))))
 
 

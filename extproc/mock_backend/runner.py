@@ -9,7 +9,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -17,8 +17,9 @@ from aiohttp import web
 
 from extproc.mock_backend.dialects import DIALECTS
 from extproc.mock_backend.families import FAMILIES
+from extproc.mock_backend.scenarios import ScriptItem
 from extproc.mock_backend.server import create_app
-from extproc.mock_backend.state import STATE, MockConfig, MockState
+from extproc.mock_backend.state import FAST_CACHE, STATE, ConfigUpdate, MockConfig, MockState
 
 BANNER = (
     "*** MOCK BACKEND: this is NOT a model. A scripted vLLM-compatible test double is listening "
@@ -40,8 +41,21 @@ class MockServer:
 
     @property
     def state(self) -> MockState:
-        """Direct access to the script queue, request log and config (same process only)."""
+        """Direct access to the script queue, request log and config (same thread only)."""
         return self.app[STATE]
+
+    def script(self, *items: Mapping[str, Any]) -> None:
+        """Queue scripted responses (same keys as POST /__mock/script)."""
+        self.state.script.extend(ScriptItem.model_validate(item) for item in items)
+
+    def requests(self) -> list[dict[str, Any]]:
+        """What GET /__mock/requests answers."""
+        return [request.as_json() for request in self.state.requests]
+
+    def configure(self, **changes: Any) -> None:
+        """Change settings (same keys as POST /__mock/config)."""
+        self.state.config = ConfigUpdate.model_validate(changes).apply(self.state.config)
+        self.app[FAST_CACHE].clear()
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -38,8 +38,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from extproc.mock_backend.dialects import get_dialect
+from extproc.mock_backend.families import get_family
 from extproc.mock_backend.plan import Faults, HttpError, StreamError, ToolCallPlan, Turn
 
 _COMMANDS_RE = re.compile(r"run these shell commands:\s*(.+)", re.IGNORECASE)
@@ -281,6 +283,16 @@ class ScriptItem(_Item):
     raw_body: str | None = None
     status: int = Field(default=200, ge=100, le=599)
     default: bool = False
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, value: str | None) -> str | None:
+        return get_family(value).name if value is not None else None
+
+    @field_validator("dialect")
+    @classmethod
+    def _known_dialect(cls, value: str | None) -> str | None:
+        return get_dialect(value).name if value is not None else None
 
 
 def faults_of(item: ScriptItem) -> Faults:

@@ -183,11 +183,6 @@ async def post_script(request: web.Request) -> web.Response:
     try:
         raw = orjson.loads(await request.read())
         items = _SCRIPT.validate_python(raw if isinstance(raw, list) else [raw])
-        for item in items:
-            if item.family is not None:
-                get_family(item.family)
-            if item.dialect is not None:
-                get_dialect(item.dialect)
     except (orjson.JSONDecodeError, ValidationError, ValueError) as exc:
         return json_response(orjson.dumps({"error": str(exc)}), 400)
     state.script.extend(items)

@@ -207,3 +207,13 @@ async def test_config_endpoint_changes_behaviour(http: Any) -> None:
     assert missing.status_code == 404
     bad = await http.post("/__mock/config", json={"family": "nope"})
     assert bad.status_code == 400
+
+
+async def test_in_process_helpers_script_configure_and_read_the_log(mock: Any, http: Any) -> None:
+    mock.script({"text": "direct"})
+    mock.configure(family="kimi")
+    assert await chat_text(http) == "direct"
+    assert mock.requests()[0]["path"] == "/v1/chat/completions"
+    assert (await http.get("/__mock/config")).json()["family"] == "kimi"
+    with pytest.raises(ValueError, match="unknown family"):
+        mock.script({"family": "nope"})
