@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import openai
 import pytest
 from mock_helpers import BASH_TOOL, script, stream_chat, user
 
@@ -265,3 +266,13 @@ async def test_legacy_unknown_model_error(http: Any) -> None:
         "param": None,
         "code": 404,
     }
+
+
+async def test_openai_sdk_sees_the_404_as_not_found(mock: Any, http: Any) -> None:
+    await http.post("/__mock/config", json={"models": ["qwen3-coder"]})
+    client = openai.AsyncOpenAI(base_url=mock.openai_base_url, api_key="sk-test", max_retries=0)
+    async with client:
+        with pytest.raises(openai.NotFoundError, match=r"The model `gpt-4` does not exist\."):
+            await client.chat.completions.create(
+                model="gpt-4", messages=[{"role": "user", "content": "x"}]
+            )
