@@ -95,6 +95,8 @@ def translate_request(request: dict[str, Any], options: RequestOptions) -> Trans
         body["tools"] = functions
     elif request.get("tool_choice") is not None and request["tool_choice"]["type"] != "auto":
         dropped.add("tool_choice")  # nothing to choose from: only server tools, or none
+    if all(message["role"] == "system" for message in request["messages"]):
+        raise InvalidRequest("messages: at least one user or assistant message is required")
     messages = convert_conversation(request, options, dropped)
     body["messages"] = messages
     if _is_prefill(request, messages):

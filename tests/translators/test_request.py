@@ -381,6 +381,10 @@ def test_options_from_config() -> None:
         (request(max_tokens="100"), "max_tokens: Input should be a valid integer"),
         (request(max_tokens=-1), "max_tokens: Input should be greater than or equal to 0"),
         (request(messages=[]), "messages: List should have at least 1 item"),
+        (
+            request([{"role": "system", "content": "only system"}]),
+            "messages: at least one user or assistant message is required",
+        ),
         (request(model=""), "model: String should have at least 1 character"),
         (request(stream="true"), "stream: Input should be a valid boolean"),
         (request(temperature=1.5), "temperature: Input should be less than or equal to 1"),
@@ -532,7 +536,7 @@ def test_blocks_in_the_wrong_role() -> None:
         "role": "system",
         "content": [{"type": "image", "source": {"type": "url", "url": "u"}}],
     }
-    assert rejected(request([system])) == (
+    assert rejected(request([system, {"role": "user", "content": "x"}])) == (
         "messages.0.content.0: a system message may only hold text blocks, got 'image'"
     )
 
