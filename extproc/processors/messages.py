@@ -177,8 +177,9 @@ class MessagesProcessor:
             try:
                 return Continue(body=translate_response(chunk, self.context))
             except GatewayError as err:
-                self.error_type = err.error_type
-                return Continue(body=err.body())
+                # The headers are still held (buffered body): answer with the error's status,
+                # never a 200 carrying an error object the SDK would read as a Message.
+                return self._refuse(err)
         return CONTINUE
 
     def close(self) -> None:
