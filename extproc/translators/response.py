@@ -18,6 +18,7 @@ from extproc.errors import BackendError, error_body
 from extproc.mappings import error_type_for_status, stop_reason_for
 from extproc.translators.common import (
     THINKING_SIGNATURE,
+    AnthropicUsage,
     anthropic_usage,
     message_id,
     tool_use_id,
@@ -42,6 +43,7 @@ class TranslatedResponse:
     unknown_tool_calls: tuple[HeldToolCall, ...] = ()
     # Tool calls cut off by max_tokens whose arguments were incomplete (left out).
     truncated_tool_calls: tuple[str, ...] = ()
+    usage: AnthropicUsage | None = None  # as written in `body`
 
 
 def translate_response(body: bytes, context: ResponseContext) -> bytes:
@@ -85,7 +87,8 @@ def convert_response(body: bytes, context: ResponseContext) -> TranslatedRespons
     elif stop_reason == "tool_use" and not has_tool_use:
         stop_reason = "end_turn"  # every call was held back
 
-    usage = completion.get("usage")
+    raw_usage = completion.get("usage")
+    usage = anthropic_usage(raw_usage if isinstance(raw_usage, dict) else None)
     anthropic = {
         "id": message_id(completion.get("id")),
         "type": "message",
@@ -94,13 +97,14 @@ def convert_response(body: bytes, context: ResponseContext) -> TranslatedRespons
         "content": content,
         "stop_reason": stop_reason,
         "stop_sequence": stop_sequence,
-        "usage": anthropic_usage(usage if isinstance(usage, dict) else None),
+        "usage": usage,
     }
     return TranslatedResponse(
         body=orjson.dumps(anthropic),
         stop_reason=stop_reason,
         unknown_tool_calls=tuple(held),
         truncated_tool_calls=tuple(truncated),
+        usage=usage,
     )
 
 
