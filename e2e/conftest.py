@@ -34,6 +34,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def mock_backend(workdir: Path) -> Iterator[MockBackend]:
     mock = start_mock(workdir)
     yield mock
+    mock.http.close()
     mock.process.stop()
 
 
