@@ -3,268 +3,40 @@
 Names follow the anthropic SDK (`TextBlockParam`, `ToolUseBlockParam`, ...). Every model
 accepts unknown fields (`extra="allow"`): Anthropic adds fields often and a gateway must
 not break clients that send them; the translator reports what it could not carry.
-Content blocks are unions discriminated on `type`; a block type we do not know validates
-as `UnknownBlockParam` instead of failing, and the translator decides what to do with it.
+Content blocks live in `anthropic_blocks`; a block type we do not know validates as
+`UnknownBlockParam` instead of failing, and the translator decides what to do with it.
 
 Validation is strict (no "1" -> 1 coercion): the translator reads the original dicts after
 validation, so what was validated must be exactly what it reads.
-
-Union tags start with `~` so error locations can leave them out (see `describe_error`).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
-JSONObject = dict[str, Any]
-
-
-class _Param(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True)
-
-
-class _Block(_Param):
-    # Prompt-caching breakpoints may sit on any block; OpenAI backends have no equivalent.
-    cache_control: JSONObject | None = None
-
-
-def _tagged(known: dict[str, Any], unknown: Any, what: str) -> Any:
-    """A union of block models chosen by their `type`, with a fallback for unknown types."""
-
-    def pick(value: Any) -> str | None:
-        kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-        if not isinstance(kind, str):
-            return None
-        return "~" + kind if kind in known else "~?"
-
-    members = [Annotated[model, Tag("~" + kind)] for kind, model in known.items()]
-    if unknown is not None:
-        members.append(Annotated[unknown, Tag("~?")])
-    return Annotated[
-        Union[tuple(members)],  # noqa: UP007 - built at runtime from Annotated members
-        Discriminator(
-            pick,
-            custom_error_type="invalid_block",
-            custom_error_message=f"each {what} must be an object with a string `type`",
-        ),
-    ]
-
-
-def _string_or(blocks: Any) -> Any:
-    """`str | list[block]`, chosen by shape so only the relevant branch reports errors."""
-
-    def pick(value: Any) -> str:
-        return "~str" if isinstance(value, str) else "~list"
-
-    return Annotated[
-        Union[Annotated[str, Tag("~str")], Annotated[list[blocks], Tag("~list")]],  # noqa: UP007
-        Discriminator(pick),
-    ]
-
-
-# ---- sources -----------------------------------------------------------------------------
-
-
-class Base64ImageSource(_Param):
-    type: Literal["base64"]
-    media_type: str
-    data: str
-
-
-class URLImageSource(_Param):
-    type: Literal["url"]
-    url: str
-
-
-class FileSource(_Param):
-    """Anthropic Files API reference; only Anthropic can resolve it."""
-
-    type: Literal["file"]
-    file_id: str
-
-
-class Base64PDFSource(_Param):
-    type: Literal["base64"]
-    media_type: str
-    data: str
-
-
-class PlainTextSource(_Param):
-    type: Literal["text"]
-    media_type: str = "text/plain"
-    data: str
-
-
-class URLPDFSource(_Param):
-    type: Literal["url"]
-    url: str
-
-
-ImageSource = Annotated[
-    Base64ImageSource | URLImageSource | FileSource, Field(discriminator="type")
-]
-
-
-# ---- content blocks ----------------------------------------------------------------------
-
-
-class TextBlockParam(_Block):
-    type: Literal["text"]
-    text: str
-    citations: list[JSONObject] | None = None
-
-
-class ImageBlockParam(_Block):
-    type: Literal["image"]
-    source: ImageSource
-
-
-class ContentBlockSource(_Param):
-    type: Literal["content"]
-    content: _string_or(  # type: ignore[valid-type]
-        _tagged({"text": TextBlockParam, "image": ImageBlockParam}, None, "document content block")
-    )
-
-
-DocumentSource = Annotated[
-    Base64PDFSource | PlainTextSource | ContentBlockSource | URLPDFSource | FileSource,
-    Field(discriminator="type"),
-]
-
-
-class DocumentBlockParam(_Block):
-    type: Literal["document"]
-    source: DocumentSource
-    title: str | None = None
-    context: str | None = None
-    citations: JSONObject | None = None
-
-
-class SearchResultBlockParam(_Block):
-    type: Literal["search_result"]
-    source: str
-    title: str
-    content: list[TextBlockParam]
-    citations: JSONObject | None = None
-
-
-class ThinkingBlockParam(_Block):
-    type: Literal["thinking"]
-    thinking: str
-    # Required by Anthropic; optional here because we never verify it.
-    signature: str | None = None
-
-
-class RedactedThinkingBlockParam(_Block):
-    type: Literal["redacted_thinking"]
-    data: str
-
-
-class ToolUseBlockParam(_Block):
-    type: Literal["tool_use"]
-    id: str
-    name: str
-    input: JSONObject
-
-
-class ToolReferenceBlockParam(_Block):
-    type: Literal["tool_reference"]
-    tool_name: str
-
-
-class UnknownBlockParam(_Block):
-    """A block type this gateway does not know yet (carried as-is, reported by the translator)."""
-
-    type: str
-
-
-ToolResultContentBlock = _tagged(
-    {
-        "text": TextBlockParam,
-        "image": ImageBlockParam,
-        "document": DocumentBlockParam,
-        "search_result": SearchResultBlockParam,
-        "tool_reference": ToolReferenceBlockParam,
-    },
-    UnknownBlockParam,
-    "tool_result content block",
+from extproc.schemas.anthropic_blocks import (
+    BlockParamModel,
+    ContentBlockParam,
+    JSONObject,
+    ParamModel,
+    TextBlockParam,
+    string_or_list,
+    tagged_union,
 )
 
 
-class ToolResultBlockParam(_Block):
-    type: Literal["tool_result"]
-    tool_use_id: str
-    content: _string_or(ToolResultContentBlock) = ""  # type: ignore[valid-type]
-    is_error: bool | None = None
-
-
-class ServerToolUseBlockParam(_Block):
-    type: Literal["server_tool_use"]
-    id: str
-    name: str
-    input: JSONObject
-
-
-# Results of Anthropic-run tools, echoed back in conversation history.
-SERVER_TOOL_RESULT_TYPES = (
-    "web_search_tool_result",
-    "web_fetch_tool_result",
-    "code_execution_tool_result",
-    "bash_code_execution_tool_result",
-    "text_editor_code_execution_tool_result",
-    "tool_search_tool_result",
-)
-
-
-class ServerToolResultBlockParam(_Block):
-    """`web_search_tool_result`, `web_fetch_tool_result`, `code_execution_tool_result`, ..."""
-
-    type: str
-    tool_use_id: str
-    content: Any = None
-
-
-class WebSearchToolResultBlockParam(ServerToolResultBlockParam):
-    type: Literal["web_search_tool_result"]
-
-
-class ContainerUploadBlockParam(_Block):
-    type: Literal["container_upload"]
-    file_id: str
-
-
-ContentBlockParam = _tagged(
-    {
-        "text": TextBlockParam,
-        "image": ImageBlockParam,
-        "document": DocumentBlockParam,
-        "search_result": SearchResultBlockParam,
-        "thinking": ThinkingBlockParam,
-        "redacted_thinking": RedactedThinkingBlockParam,
-        "tool_use": ToolUseBlockParam,
-        "tool_result": ToolResultBlockParam,
-        "server_tool_use": ServerToolUseBlockParam,
-        "web_search_tool_result": WebSearchToolResultBlockParam,
-        **{kind: ServerToolResultBlockParam for kind in SERVER_TOOL_RESULT_TYPES[1:]},
-        "container_upload": ContainerUploadBlockParam,
-    },
-    UnknownBlockParam,
-    "content block",
-)
-
-
-class MessageParam(_Param):
+class MessageParam(ParamModel):
     # "system" entries inside `messages` are sent by Claude Code (mid-conversation system).
     role: Literal["user", "assistant", "system"]
-    content: _string_or(ContentBlockParam)  # type: ignore[valid-type]
+    content: string_or_list(ContentBlockParam)  # type: ignore[valid-type]
 
 
 # ---- tools -------------------------------------------------------------------------------
 
 
-class ToolParam(_Block):
+class ToolParam(BlockParamModel):
     """A client tool: the client runs it and sends back a `tool_result`."""
 
     type: Literal["custom"] | None = None
@@ -274,7 +46,7 @@ class ToolParam(_Block):
     strict: bool | None = None
 
 
-class ServerToolParam(_Block):
+class ServerToolParam(BlockParamModel):
     """An Anthropic-defined tool (`web_search_20250305`, `bash_20250124`, ...)."""
 
     type: str
@@ -292,15 +64,11 @@ def _tool_kind(value: Any) -> str | None:
 
 ToolUnionParam = Annotated[
     Annotated[ToolParam, Tag("~client")] | Annotated[ServerToolParam, Tag("~server")],
-    Discriminator(
-        _tool_kind,
-        custom_error_type="invalid_tool",
-        custom_error_message="each tool must be an object; `type` must be a string if present",
-    ),
+    Discriminator(_tool_kind),
 ]
 
 
-class _ToolChoiceBase(_Param):
+class _ToolChoiceBase(ParamModel):
     disable_parallel_tool_use: bool | None = None
 
 
@@ -317,66 +85,71 @@ class ToolChoiceToolParam(_ToolChoiceBase):
     name: str
 
 
-class ToolChoiceNoneParam(_Param):
+class ToolChoiceNoneParam(ParamModel):
     type: Literal["none"]
 
 
-ToolChoiceParam = Annotated[
-    ToolChoiceAutoParam | ToolChoiceAnyParam | ToolChoiceToolParam | ToolChoiceNoneParam,
-    Field(discriminator="type"),
-]
+ToolChoiceParam = tagged_union(
+    {
+        "auto": ToolChoiceAutoParam,
+        "any": ToolChoiceAnyParam,
+        "tool": ToolChoiceToolParam,
+        "none": ToolChoiceNoneParam,
+    }
+)
 
 
 # ---- request options ---------------------------------------------------------------------
 
 
-class ThinkingConfigEnabledParam(_Param):
+class ThinkingConfigEnabledParam(ParamModel):
     type: Literal["enabled"]
     budget_tokens: int = Field(ge=0)
     display: str | None = None
 
 
-class ThinkingConfigDisabledParam(_Param):
+class ThinkingConfigDisabledParam(ParamModel):
     type: Literal["disabled"]
 
 
-class ThinkingConfigAdaptiveParam(_Param):
+class ThinkingConfigAdaptiveParam(ParamModel):
     type: Literal["adaptive"]
     display: str | None = None
 
 
-class ThinkingConfigBetweenToolsParam(_Param):
+class ThinkingConfigBetweenToolsParam(ParamModel):
     type: Literal["between_tools"]
 
 
-ThinkingConfigParam = Annotated[
-    ThinkingConfigEnabledParam
-    | ThinkingConfigDisabledParam
-    | ThinkingConfigAdaptiveParam
-    | ThinkingConfigBetweenToolsParam,
-    Field(discriminator="type"),
-]
+ThinkingConfigParam = tagged_union(
+    {
+        "enabled": ThinkingConfigEnabledParam,
+        "disabled": ThinkingConfigDisabledParam,
+        "adaptive": ThinkingConfigAdaptiveParam,
+        "between_tools": ThinkingConfigBetweenToolsParam,
+    }
+)
 
 
-class MetadataParam(_Param):
+class MetadataParam(ParamModel):
     user_id: str | None = None
 
 
-class JSONOutputFormatParam(_Param):
+class JSONOutputFormatParam(ParamModel):
     type: Literal["json_schema"]
     schema_: JSONObject = Field(alias="schema")
 
 
-class OutputConfigParam(_Param):
+class OutputConfigParam(ParamModel):
     effort: str | None = None
     format: JSONOutputFormatParam | None = None
 
 
-class MessageCreateParams(_Param):
+class MessageCreateParams(ParamModel):
     model: str = Field(min_length=1)
     messages: list[MessageParam] = Field(min_length=1)
     max_tokens: int = Field(ge=0)
-    system: _string_or(TextBlockParam) | None = None  # type: ignore[valid-type]
+    system: string_or_list(TextBlockParam) | None = None  # type: ignore[valid-type]
     metadata: MetadataParam | None = None
     stop_sequences: list[str] | None = None
     stream: bool | None = None
@@ -384,8 +157,8 @@ class MessageCreateParams(_Param):
     top_p: float | None = Field(default=None, ge=0.0, le=1.0)
     top_k: int | None = Field(default=None, ge=0)
     tools: list[ToolUnionParam] | None = None
-    tool_choice: ToolChoiceParam | None = None
-    thinking: ThinkingConfigParam | None = None
+    tool_choice: ToolChoiceParam | None = None  # type: ignore[valid-type]
+    thinking: ThinkingConfigParam | None = None  # type: ignore[valid-type]
     output_config: OutputConfigParam | None = None
     # Pre-GA spelling of `output_config.format` (structured-outputs beta).
     output_format: JSONOutputFormatParam | None = None
@@ -411,7 +184,14 @@ def describe_error(exc: ValidationError) -> str:
     where = ".".join(
         str(part) for part in err["loc"] if not (isinstance(part, str) and part.startswith("~"))
     )
-    message = err["msg"].removeprefix("Value error, ")
+    kind, context = err["type"], err.get("ctx") or {}
+    if kind == "union_tag_not_found":
+        message = "must be an object with a string `type`"
+    elif kind == "union_tag_invalid":
+        expected = str(context.get("expected_tags", "")).replace("~", "")
+        message = f"unknown type {str(context.get('tag', '')).lstrip('~')!r} (expected {expected})"
+    else:
+        message = err["msg"].removeprefix("Value error, ")
     return f"{where}: {message}" if where else message
 
 

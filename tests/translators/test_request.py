@@ -400,7 +400,7 @@ def test_options_from_config() -> None:
         ),
         (
             request([{"role": "user", "content": [{"text": "no type"}]}]),
-            "messages.0.content.0: each content block must be an object with a string `type`",
+            "messages.0.content.0: must be an object with a string `type`",
         ),
         (
             request([{"role": "user", "content": [{"type": "text"}]}]),
@@ -408,7 +408,7 @@ def test_options_from_config() -> None:
         ),
         (
             request([{"role": "user", "content": [{"type": "image", "source": {"type": "ftp"}}]}]),
-            "messages.0.content.0.source: Input tag 'ftp' found using 'type' does not match",
+            "messages.0.content.0.source: unknown type 'ftp' (expected 'base64', 'url', 'file')",
         ),
         (
             request(
@@ -439,10 +439,29 @@ def test_options_from_config() -> None:
             "messages.0.content.0.input: Input should be a valid dictionary",
         ),
         (request(system=[{"type": "image"}]), "system.0.type: Input should be 'text'"),
+        (
+            request(
+                [
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "document",
+                                "source": {"type": "content", "content": [{"type": "video"}]},
+                            }
+                        ],
+                    }
+                ]
+            ),
+            "messages.0.content.0.source.content.0: unknown type 'video' (expected 'text', 'image')",
+        ),
         (request(tools=[{"name": "x"}]), "tools.0.input_schema: Field required"),
-        (request(tools=[{"type": 5}]), "tools.0: each tool must be an object"),
-        (request(tool_choice={"type": "sometimes"}), "tool_choice: Input tag 'sometimes' found"),
-        (request(thinking={"type": "enabled"}), "thinking.enabled.budget_tokens: Field required"),
+        (request(tools=[{"type": 5}]), "tools.0: must be an object with a string `type`"),
+        (
+            request(tool_choice={"type": "sometimes"}),
+            "tool_choice: unknown type 'sometimes' (expected 'auto', 'any', 'tool', 'none')",
+        ),
+        (request(thinking={"type": "enabled"}), "thinking.budget_tokens: Field required"),
     ],
 )
 def test_invalid_requests_name_the_field(body: object, message: str) -> None:
