@@ -61,6 +61,9 @@ def translate_request(request: dict[str, Any], options: RequestOptions) -> Trans
     except ValidationError as exc:
         raise InvalidRequest(describe_error(exc)) from None
 
+    if all(message["role"] == "system" for message in request["messages"]):
+        raise InvalidRequest("messages: at least one user or assistant message is required")
+
     dropped: set[str] = {key for key in request if key not in KNOWN_REQUEST_FIELDS}
     dropped.update(name for name in _ANTHROPIC_ONLY if request.get(name) is not None)
     stream = bool(request.get("stream"))
@@ -69,19 +72,7 @@ def translate_request(request: dict[str, Any], options: RequestOptions) -> Trans
     client_tools = frozenset(tool["function"]["name"] for tool in functions)
 
     body: dict[str, Any] = {"model": options.model, "max_tokens": _max_tokens(request, options)}
-    for name in ("temperature", "top_p"):
-        if request.get(name) is not None:
-            body[name] = request[name]
-    if request.get("top_k") is not None:
-        if options.vllm_extensions:
-            body["top_k"] = request["top_k"]
-        else:
-            dropped.add("top_k")
-    if stops:
-        body["stop"] = stops
-    user = _user_id(request.get("metadata"), dropped)
-    if user:
-        body["user"] = user
+    _sampling(request, options, body, dropped)
     body["stream"] = stream
     if stream:
         body["stream_options"] = {"include_usage": True}
@@ -90,13 +81,12 @@ def translate_request(request: dict[str, Any], options: RequestOptions) -> Trans
             body["stream_options"]["continuous_usage_stats"] = True
     _thinking(request.get("thinking"), options, body, dropped)
     _output_format(request, body, dropped)
+    choice = request.get("tool_choice")
     if functions:
-        _tool_choice(request.get("tool_choice"), client_tools, body)
+        _tool_choice(choice, client_tools, body)
         body["tools"] = functions
-    elif request.get("tool_choice") is not None and request["tool_choice"]["type"] != "auto":
-        dropped.add("tool_choice")  # nothing to choose from: only server tools, or none
-    if all(message["role"] == "system" for message in request["messages"]):
-        raise InvalidRequest("messages: at least one user or assistant message is required")
+    elif choice is not None and choice["type"] in ("any", "tool"):
+        dropped.add("tool_choice")  # no client tool to choose from
     messages = convert_conversation(request, options, dropped)
     body["messages"] = messages
     if _is_prefill(request, messages):
@@ -143,6 +133,24 @@ def _max_tokens(request: dict[str, Any], options: RequestOptions) -> int:
     limit = options.max_output_tokens
     # Claude Code asks for 32000+; more than the model can produce is an error on vLLM.
     return requested if limit is None else min(requested, limit)
+
+
+def _sampling(
+    request: dict[str, Any], options: RequestOptions, body: dict[str, Any], dropped: set[str]
+) -> None:
+    for name in ("temperature", "top_p"):
+        if request.get(name) is not None:
+            body[name] = request[name]
+    if request.get("top_k") is not None:
+        if options.vllm_extensions:
+            body["top_k"] = request["top_k"]
+        else:
+            dropped.add("top_k")
+    if request.get("stop_sequences"):
+        body["stop"] = request["stop_sequences"]
+    user = _user_id(request.get("metadata"), dropped)
+    if user:
+        body["user"] = user
 
 
 def _user_id(metadata: dict[str, Any] | None, dropped: set[str]) -> str | None:

@@ -205,9 +205,12 @@ def test_disable_parallel_tool_use(kind: str) -> None:
 
 
 def test_tool_choice_without_tools_is_not_sent() -> None:
-    body = translate(request(tool_choice={"type": "auto"}))
-    assert "tool_choice" not in body
-    assert "tools" not in body
+    for kind, dropped in (("auto", ()), ("none", ()), ("any", ("tool_choice",))):
+        translated = translate_request(request(tool_choice={"type": kind}), OPTIONS)
+        body = orjson.loads(translated.body)
+        assert "tool_choice" not in body
+        assert "tools" not in body
+        assert translated.dropped == dropped
 
 
 def test_server_tools_are_reported_not_sent() -> None:
