@@ -136,9 +136,10 @@ class StreamTranslator:
         self._out = []
         self._decoder.flush()
         try:
-            if self._finish_reason is None:
-                self._fail("api_error", TRUNCATED_MESSAGE)
-            self._complete()
+            # Every OpenAI-compatible server ends a complete stream with [DONE] (handled in
+            # feed); ending without it, even after a finish_reason, is a cut-off stream whose
+            # usage may be lost: never pass it off as a whole answer.
+            self._fail("api_error", TRUNCATED_MESSAGE)
         except _Ended:
             pass
         return b"".join(self._out)

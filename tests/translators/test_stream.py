@@ -273,10 +273,11 @@ def test_empty_body_is_an_error_not_an_empty_answer() -> None:
     assert message.error == {"type": "api_error", "message": TRUNCATED_MESSAGE}
 
 
-def test_finish_reason_without_done_still_completes() -> None:
+def test_finish_reason_without_done_is_still_a_cut_off_stream() -> None:
     body = sse(delta_chunk({"content": "ok"}), delta_chunk({}, "stop"))
     message = check_anthropic_sse(translate([body]))
-    assert message.stop_reason == "end_turn" and message.text("text") == "ok"
+    assert message.stop_reason is None and message.text("text") == "ok"
+    assert message.error == {"type": "api_error", "message": TRUNCATED_MESSAGE}
 
 
 def test_nothing_after_done_or_error_is_written() -> None:
@@ -343,7 +344,7 @@ def test_whitespace_only_text_before_a_tool_call_is_not_a_block() -> None:
 def test_tool_calls_present_make_tool_use_even_when_finish_says_stop() -> None:
     tool = {"index": 0, "id": "call_1", "function": {"name": "f", "arguments": '{"a":1}'}}
     message = check_anthropic_sse(
-        translate([sse(delta_chunk({"tool_calls": [tool]}), delta_chunk({}, "stop"))])
+        translate([sse(delta_chunk({"tool_calls": [tool]}), delta_chunk({}, "stop"), "[DONE]")])
     )
     assert message.stop_reason == "tool_use" and message.tools() == {"call_1": ("f", {"a": 1})}
 
@@ -356,7 +357,9 @@ def test_only_unknown_tools_called_is_end_turn_and_reported() -> None:
     }
     translator = StreamTranslator(ResponseContext(model="m", client_tools=frozenset({"bash"})))
     out = (
-        translator.feed(sse(delta_chunk({"tool_calls": [tool]}), delta_chunk({}, "tool_calls")))
+        translator.feed(
+            sse(delta_chunk({"tool_calls": [tool]}), delta_chunk({}, "tool_calls"), "[DONE]")
+        )
         + translator.finish()
     )
     message = check_anthropic_sse(out)
@@ -431,7 +434,9 @@ def test_a_buffered_call_cut_by_max_tokens_is_left_out() -> None:
 def test_a_call_without_a_name_is_never_written() -> None:
     nameless = {"index": 0, "id": "call_1", "function": {"arguments": "{}"}}
     translator = StreamTranslator(ResponseContext(model="m"))
-    out = translator.feed(sse(delta_chunk({"tool_calls": [nameless]}), delta_chunk({}, "stop")))
+    out = translator.feed(
+        sse(delta_chunk({"tool_calls": [nameless]}), delta_chunk({}, "stop"), "[DONE]")
+    )
     assert check_anthropic_sse(out + translator.finish()).content == []
     assert translator.unknown_tool_calls == [{"id": "call_1", "name": "", "arguments": "{}"}]
 
@@ -572,8 +577,7 @@ def openai_streams(draw: st.DrawFn) -> Plan:
     chunks.append(
         {"id": "chatcmpl-t", "choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 7}}
     )
-    if draw(st.booleans()):
-        chunks.append("[DONE]")
+    chunks.append("[DONE]")  # a valid stream always ends with it
     return Plan(chunks, thinking, text, tools, finish)
 
 
