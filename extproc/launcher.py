@@ -96,7 +96,7 @@ async def _terminate(proc: asyncio.subprocess.Process | None, timeout: float = 5
     proc.send_signal(signal.SIGTERM)
     try:
         await asyncio.wait_for(proc.wait(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         proc.kill()
         await proc.wait()
 
@@ -127,6 +127,8 @@ async def up(config: Config) -> int:
             url = url_of(config.listen)
             print(f"extproc gateway ready: {url}  (Anthropic: POST {url}/v1/messages, "
                   f"OpenAI: POST {url}/v1/chat/completions)", flush=True)
+            if server.metrics_server is not None:
+                print(f"extproc metrics: {server.metrics_server.url}", flush=True)
             envoy_exit = asyncio.ensure_future(envoy.wait())
             stopping = asyncio.ensure_future(stop.wait())
             await asyncio.wait({envoy_exit, stopping}, return_when=asyncio.FIRST_COMPLETED)

@@ -63,9 +63,9 @@ def stop_reason_for(
     vLLM puts the matched stop string in `choices[].stop_reason` (an int there means a stop
     token id, which is not a stop sequence the client asked for).
     """
-    if finish_reason == "stop" and isinstance(matched_stop, str) and requested_stops:
-        if matched_stop in requested_stops:
-            return "stop_sequence", matched_stop
+    stopped = finish_reason == "stop" and isinstance(matched_stop, str)
+    if stopped and requested_stops and matched_stop in requested_stops:
+        return "stop_sequence", str(matched_stop)
     if finish_reason is None:
         return "end_turn", None
     return FINISH_TO_STOP_REASON.get(finish_reason, "end_turn"), None
