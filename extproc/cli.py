@@ -29,6 +29,7 @@ _CONFIG_FLAGS = {
     "admin_listen": "--admin-listen",
     "backend": "--backend",
     "log_level": "--log-level",
+    "log_prompts": "--log-prompts",
     "workers": "--workers",
 }
 
@@ -42,6 +43,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-listen", metavar="HOST:PORT", help="Prometheus /metrics address")
     parser.add_argument("--admin-listen", metavar="HOST:PORT", help="Envoy admin address")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-prompts", action="store_true", default=None,
+                        help="debugging only: log each request's prompt (never keys)")
     parser.add_argument("--workers", type=int, metavar="N", help="ext_proc worker processes")
 
 
@@ -86,12 +89,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return int(mock_main(args.args) or 0)
         config = config_from_args(args)
+        if args.command in ("up", "serve"):
+            from extproc.tracing import require_tracing
+
+            require_tracing(config)
     except (UsageError, ConfigError) as exc:
         print(f"extproc: error: {exc}", file=sys.stderr)
         return 2
     from extproc.observe import configure_logging
 
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, log_prompts=config.log_prompts)
     if args.command == "envoy-config":
         from extproc.envoy_config import render_envoy_config
 

@@ -164,6 +164,15 @@ class Limits(_Strict):
     max_json_depth: int = Field(default=128, gt=0)
 
 
+class Tracing(_Strict):
+    """Optional OpenTelemetry span export (needs `pip install 'extproc[otel]'`)."""
+
+    # OTLP over HTTP/protobuf, the full URL: http://otel-collector:4318/v1/traces
+    otlp_endpoint: str = Field(min_length=1)
+    service_name: str = "extproc"
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+
+
 class Config(_Strict):
     listen: HostPort = HostPort("127.0.0.1:8080")
     extproc_listen: HostPort = HostPort("127.0.0.1:50051")
@@ -178,6 +187,7 @@ class Config(_Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_prompts: bool = False
     access_log: str | None = None
+    tracing: Tracing | None = None
 
     @model_validator(mode="after")
     def _unique_backends(self) -> Config:

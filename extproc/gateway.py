@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from extproc.config import Config
+from extproc.telemetry import Telemetry
 
 if TYPE_CHECKING:
     import aiohttp
@@ -20,6 +21,7 @@ class Gateway:
 
         self.config = config
         self.registry = registry if registry is not None else default_registry()
+        self.telemetry = Telemetry(config)
         self._http: aiohttp.ClientSession | None = None
 
     def http(self) -> aiohttp.ClientSession:
@@ -36,3 +38,4 @@ class Gateway:
     async def aclose(self) -> None:
         if self._http is not None:
             await self._http.close()
+        self.telemetry.close()

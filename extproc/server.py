@@ -10,8 +10,9 @@ import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from extproc.config import Config
+from extproc.config import Config, parse_hostport
 from extproc.gateway import Gateway
+from extproc.metrics import MetricsServer
 from extproc.service.servicer import ExtProcServicer, add_to_server
 
 log = structlog.get_logger("extproc.server")
@@ -40,12 +41,19 @@ class ExtProcServer:
         add_to_server(self._server, self.servicer)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         self.port = 0
+        self.metrics_server: MetricsServer | None = None
 
     async def start(self) -> int:
         self.port = self._server.add_insecure_port(self.config.extproc_listen)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.config.extproc_listen}")
         await self._server.start()
+        if self.config.metrics_listen:
+            host, port = parse_hostport(self.config.metrics_listen)
+            self.metrics_server = MetricsServer(self.gateway.telemetry.metrics, host, port)
+            await self.metrics_server.start()
+            log.info("metrics_listening", address=self.config.metrics_listen,
+                     port=self.metrics_server.port)
         for service in ("", EXT_PROC_SERVICE):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         log.info("extproc_listening", address=self.config.extproc_listen, port=self.port)
@@ -55,6 +63,8 @@ class ExtProcServer:
         """Refuse new streams, let in-flight ones finish for `grace` seconds, then cut."""
         await self.health.enter_graceful_shutdown()
         await self._server.stop(self.config.timeouts.drain_s if grace is None else grace)
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
         await self.gateway.aclose()
 
     async def wait(self) -> None:

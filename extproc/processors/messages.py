@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from enum import Enum
 
@@ -12,11 +11,13 @@ import structlog
 from extproc.config import Backend, Route, resolve_model
 from extproc.errors import GatewayError, InvalidRequest, NotFound, RequestTooLarge
 from extproc.gateway import Gateway
+from extproc.mappings import error_type_for_status
 from extproc.processors.base import CONTINUE, Action, Continue, RequestInfo, Respond
 from extproc.processors.routing import to_backend
+from extproc.telemetry import Metadata, routing_metadata
 from extproc.translators.context import ResponseContext
 from extproc.translators.request import RequestOptions, translate_request
-from extproc.translators.response import translate_error, translate_response
+from extproc.translators.response import convert_response, translate_error
 from extproc.translators.stream import StreamTranslator
 
 log = structlog.get_logger("extproc.messages")
@@ -70,7 +71,8 @@ class MessagesProcessor:
         self.status = 0
         self.stream: StreamTranslator | None = None
         self.error_type: str | None = None
-        self.started = time.monotonic()
+        # Metrics, the summary log line and the trace span all come from this record.
+        self.record = gateway.telemetry.start("anthropic_messages", info.request_id, info.headers)
 
     # ---- request side --------------------------------------------------------------
 
@@ -85,6 +87,7 @@ class MessagesProcessor:
         return CONTINUE
 
     async def request_body(self, body: bytes, end_of_stream: bool) -> Action:
+        self.record.body_received()
         try:
             return self._to_backend(body)
         except GatewayError as err:
@@ -92,6 +95,8 @@ class MessagesProcessor:
 
     def _refuse(self, err: GatewayError) -> Respond:
         self.status, self.error_type = err.status, err.error_type
+        self.record.fail(err.error_type)
+        self.record.end()
         return Respond.error(err)
 
     def _to_backend(self, body: bytes) -> Action:
@@ -100,8 +105,13 @@ class MessagesProcessor:
         route = route_for(self.gateway, request)
         backend = self.backend = route.backend
         self.model = route.model
+        requested = str(request["model"])
+        self.record.routed(requested, route.model, backend.name, backend.schema_)
+        metadata = routing_metadata(requested, route.model, backend.name)
+        if config.log_prompts:
+            log.info("prompt", request_id=self.info.request_id, prompt=request)
         if backend.schema_ == "anthropic":
-            return self._pass_through(request, body, route)
+            return self._pass_through(request, body, route, metadata)
         translated = translate_request(request, RequestOptions.from_config(backend, route.model, config))
         if translated.dropped:
             log.info("fields_not_carried", request_id=self.info.request_id, fields=translated.dropped)
@@ -116,9 +126,12 @@ class MessagesProcessor:
             remove_headers=tuple(remove),
             body=translated.body,
             clear_route_cache=True,
+            metadata=metadata,
         )
 
-    def _pass_through(self, request: dict[str, object], body: bytes, route: Route) -> Action:
+    def _pass_through(
+        self, request: dict[str, object], body: bytes, route: Route, metadata: Metadata
+    ) -> Action:
         """Anthropic-schema backends speak our client's language: only route and rename."""
         self.answer = Answer.PASSTHROUGH
         new_body: bytes | None = None
@@ -136,6 +149,7 @@ class MessagesProcessor:
             body=new_body,
             clear_route_cache=True,
             skip_rest=True,
+            metadata=metadata,
         )
 
     # ---- response side -------------------------------------------------------------
@@ -148,7 +162,9 @@ class MessagesProcessor:
         content_type = headers.get("content-type", "")
         if not 200 <= self.status < 300:
             self.answer = Answer.ERROR
+            self.record.fail(error_type_for_status(self.status))
             if end_of_stream:
+                self.record.end()
                 status, body = translate_error(self.status, b"")
                 return Continue(set_headers=(_JSON,), remove_headers=("content-length",), body=body)
             return Continue(set_headers=(_JSON,), remove_headers=("content-length",))
@@ -156,41 +172,44 @@ class MessagesProcessor:
             assert self.context is not None
             self.answer = Answer.STREAM
             self.stream = StreamTranslator(self.context)
+            self.record.streaming()
             return Continue(
                 set_headers=_SSE_HEADERS, remove_headers=("content-length",), stream_response=True
             )
         self.answer = Answer.JSON
+        if end_of_stream:
+            self.record.end()
         return Continue(set_headers=(_JSON,), remove_headers=("content-length",))
 
     async def response_body(self, chunk: bytes, end_of_stream: bool) -> Action:
         if self.answer is Answer.STREAM:
             assert self.stream is not None
             out = self.stream.feed(chunk)
+            if self.stream.first_token_seen:
+                self.record.first_token()
             if end_of_stream:
                 out += self.stream.finish()
+                return Continue(body=out, metadata=self.record.stream_done(self.stream))
             return Continue(body=out)
         if self.answer is Answer.ERROR:
             status, body = translate_error(self.status, chunk)
+            if end_of_stream:
+                self.record.end()
             return Continue(body=body)
         if self.answer is Answer.JSON:
             assert self.context is not None
             try:
-                return Continue(body=translate_response(chunk, self.context))
+                translated = convert_response(chunk, self.context)
             except GatewayError as err:
+                self.record.problem("invalid_backend_response")
                 # The headers are still held (buffered body): answer with the error's status,
                 # never a 200 carrying an error object the SDK would read as a Message.
                 return self._refuse(err)
+            return Continue(body=translated.body, metadata=self.record.json_done(translated))
         return CONTINUE
 
     def close(self) -> None:
-        log.info(
-            "request",
-            request_id=self.info.request_id,
-            path=self.info.path,
-            model=self.model,
-            backend=self.backend.name if self.backend else None,
-            status=self.status,
-            answer=self.answer.value,
-            error_type=self.error_type,
-            duration_ms=round((time.monotonic() - self.started) * 1000, 2),
-        )
+        self.record.status = self.status
+        if self.stream is not None and self.record.usage is None:
+            self.record.usage = self.stream.usage  # cut short: what the backend counted so far
+        self.record.close()
