@@ -290,8 +290,12 @@ def test_readiness_and_prestop_drive_a_real_envoy(
             time.sleep(0.1)
 
         prestop = prestop_code().replace(original_admin, admin)
-        prestop = re.sub(r"^SETTLE_S, DEADLINE_S = .*$", "SETTLE_S, DEADLINE_S = 0, 10",
-                         prestop, flags=re.MULTILINE)
+        prestop = re.sub(
+            r"^SETTLE_S, DEADLINE_S = .*$",
+            "SETTLE_S, DEADLINE_S = 0, 10",
+            prestop,
+            flags=re.MULTILINE,
+        )
         result = run_snippet(prestop)
         # Exit 0 also proves the stat it waits on exists (a missing stat exits non-zero).
         assert result.returncode == 0, result.stderr[-2000:]
@@ -338,7 +342,9 @@ def test_hpa_scales_the_deployment_on_cpu() -> None:
     assert hpa["apiVersion"] == "autoscaling/v2"
     target = hpa["spec"]["scaleTargetRef"]
     assert (target["apiVersion"], target["kind"], target["name"]) == (
-        DEPLOYMENT["apiVersion"], "Deployment", DEPLOYMENT["metadata"]["name"]
+        DEPLOYMENT["apiVersion"],
+        "Deployment",
+        DEPLOYMENT["metadata"]["name"],
     )
     assert [m["resource"]["name"] for m in hpa["spec"]["metrics"]] == ["cpu"]
     assert hpa["spec"]["minReplicas"] >= 2
