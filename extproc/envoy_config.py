@@ -63,11 +63,17 @@ from extproc.envoy_clusters import (
 )
 from extproc.envoy_local_replies import local_reply_config, no_backend_body
 from extproc.processors.base import BACKEND_HEADER
+from extproc.telemetry import METADATA_NAMESPACE
 
 PROFILES = ("local", "compose", "kubernetes")
-# Dynamic metadata namespace the processor writes (model, backend, token counts).
-METADATA_NAMESPACE = "extproc"
-LOGGED_METADATA = ("model", "backend", "input_tokens", "output_tokens", "cache_read_tokens")
+# Dynamic metadata the processor writes (fields: extproc/telemetry.py). Besides the access
+# log, Envoy's rate limits can count tokens: a route `rate_limits` entry with
+# `apply_on_stream_done: true` and `hits_addend: {format: "%DYNAMIC_METADATA(extproc:total_tokens)%"}`
+# charges each finished request its token total against the descriptor's budget.
+LOGGED_METADATA = (
+    "model", "requested_model", "backend",
+    "input_tokens", "cache_read_tokens", "output_tokens", "total_tokens",
+)
 # Compose runs the mock backend as its own service when no backend is configured.
 MOCK_BACKEND = Backend(name="mock", base_url="http://mock-backend:8000/v1")
 EXTPROC_PORT = 50051
