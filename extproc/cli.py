@@ -58,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     render = sub.add_parser("envoy-config", help="print the envoy.yaml rendered from the config")
     _add_config_flags(render)
     render.add_argument("--profile", choices=["local", "compose", "kubernetes"], default="local")
-    mock = sub.add_parser("mock-backend", help="run the built-in mock OpenAI-compatible backend")
-    mock.add_argument("args", nargs=argparse.REMAINDER)
+    sub.add_parser(
+        "mock-backend", help="run the built-in mock OpenAI-compatible backend (--help for its flags)"
+    )
     return parser
 
 
@@ -81,13 +82,15 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["mock-backend"]:
+        # The mock has its own flags; hand them over untouched.
+        from extproc.mock_backend import main as mock_main
+
+        return int(mock_main(argv[1:]) or 0)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        if args.command == "mock-backend":
-            from extproc.mock_backend import main as mock_main
-
-            return int(mock_main(args.args) or 0)
         config = config_from_args(args)
         if args.command in ("up", "serve"):
             from extproc.tracing import require_tracing
