@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("extproc.requests")
 
+# The one clock for request timings (tests replace it to get exact durations).
+clock = time.monotonic
+
 METADATA_NAMESPACE: Final = "extproc"
 # Error type of a response that never reached its end (client gone, Envoy timeout).
 INCOMPLETE: Final = "incomplete"
@@ -95,7 +98,7 @@ class RequestRecord:
         self.api = api
         self.request_id = request_id
         self.headers = headers  # read only by tracing, for an incoming traceparent
-        self.started = time.monotonic()
+        self.started = clock()
         self.started_ns = time.time_ns()
         self.body_at: float | None = None
         self.first_token_at: float | None = None
@@ -117,7 +120,7 @@ class RequestRecord:
 
     def body_received(self) -> None:
         if self.body_at is None:
-            self.body_at = time.monotonic()
+            self.body_at = clock()
 
     def routed(self, requested_model: str, backend_model: str, backend: str, provider: str
                ) -> None:
@@ -135,7 +138,7 @@ class RequestRecord:
 
     def first_token(self) -> None:
         if self.first_token_at is None:
-            self.first_token_at = time.monotonic()
+            self.first_token_at = clock()
 
     def fail(self, error_type: str) -> None:
         """The first error wins: later ones are consequences."""
@@ -174,7 +177,7 @@ class RequestRecord:
     def end(self) -> None:
         """The last response byte left (end_of_stream)."""
         if self.ended_at is None:
-            self.ended_at = time.monotonic()
+            self.ended_at = clock()
         self._stop_streaming()
 
     def close(self) -> None:
@@ -182,7 +185,7 @@ class RequestRecord:
         if self._closed:
             return
         self._closed = True
-        now = time.monotonic()
+        now = clock()
         self._stop_streaming()
         self.telemetry.metrics.inflight_requests.dec()
         self.telemetry.finish(self, now)
