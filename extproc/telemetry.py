@@ -244,10 +244,12 @@ class RequestRecord:
             "error_type": obs.error_type or None,
             "stop_reason": self.stop_reason or None,
         }
-        if obs.usage_known:
-            fields["input_tokens"] = obs.input_tokens
-            fields["cache_read_tokens"] = obs.cache_read_tokens
-            fields["output_tokens"] = obs.output_tokens
+        if obs.usage_known and self.usage is not None:
+            # Anthropic's split, as the client and Envoy's metadata see it (input excludes
+            # cache reads); the token metric counts input the gen_ai way, cache included.
+            fields["input_tokens"] = self.usage["input_tokens"]
+            fields["cache_read_tokens"] = self.usage["cache_read_input_tokens"]
+            fields["output_tokens"] = self.usage["output_tokens"]
         if obs.time_to_first_token is not None:
             fields["ttft_ms"] = round(obs.time_to_first_token * 1000, 1)
         if obs.duration is not None:

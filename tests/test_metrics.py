@@ -150,7 +150,7 @@ async def test_a_stream_records_tokens_ttft_tpot_duration_and_envoy_metadata(
     [line] = [entry for entry in logs if entry["event"] == "request"]
     assert line["request_id"] == "req-1" and line["model"] == "claude-sonnet-4-5"
     assert line["backend"] == "vllm" and line["backend_model"] == "qwen3-coder"
-    assert (line["input_tokens"], line["cache_read_tokens"], line["output_tokens"]) == (30, 10, 5)
+    assert (line["input_tokens"], line["cache_read_tokens"], line["output_tokens"]) == (20, 10, 5)
     assert line["ttft_ms"] == 1000.0 and line["duration_ms"] == 3500.0
     assert line["status"] == 200 and line["stop_reason"] == "end_turn" and line["stream"] is True
     assert "a secret prompt" not in repr(logs) and "sk-client" not in repr(logs)
