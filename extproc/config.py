@@ -52,7 +52,10 @@ ThinkingSwitch = Literal["none", "chat_template_kwargs"]
 class ModelOptions(_Strict):
     """Per-model knobs; set on a backend as defaults and overridden per model."""
 
+    # Largest `max_tokens` sent (Claude Code asks 32000+; more than the model can write is a 400).
     max_output_tokens: int | None = Field(default=None, gt=0)
+    # The model's context length (vLLM `max_model_len`): `max_tokens` is also clamped to what
+    # is left of it after a pessimistic estimate of the prompt (see translators/token_estimate).
     context_window: int | None = Field(default=None, gt=0)
     # Where prior assistant thinking goes back to the backend (Kimi-K2, MiniMax-M2, GLM want it).
     reasoning_echo: ReasoningEcho = "none"
@@ -173,6 +176,34 @@ class Tracing(_Strict):
     sample_ratio: float = Field(default=1.0, ge=0, le=1)
 
 
+class WebSearchHook(_Strict):
+    """An operator's search endpoint that runs Anthropic's `web_search` server tool.
+
+    POST `url` with {"query", "max_results", "allowed_domains"?, "blocked_domains"?,
+    "user_location"?}; it answers {"results": [{"url", "title", "page_age"?, "content"?}]}.
+    """
+
+    url: str
+    # The search runs while Envoy waits for the ext_proc answer: keep it under
+    # timeouts.extproc_message_s (checked below).
+    timeout_s: float = Field(default=3.0, gt=0)
+    max_results: int = Field(default=5, ge=1, le=50)
+    api_key_env: str | None = None  # sent as `Authorization: Bearer <key>`
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected an http(s) URL, got {value!r}")
+        return value
+
+    def api_key(self) -> str | None:
+        if not self.api_key_env:
+            return None
+        return os.environ.get(self.api_key_env) or None
+
+
 class Config(_Strict):
     listen: HostPort = HostPort("127.0.0.1:8080")
     extproc_listen: HostPort = HostPort("127.0.0.1:50051")
@@ -188,6 +219,7 @@ class Config(_Strict):
     log_prompts: bool = False
     access_log: str | None = None
     tracing: Tracing | None = None
+    web_search: WebSearchHook | None = None
 
     @model_validator(mode="after")
     def _unique_backends(self) -> Config:
@@ -195,6 +227,16 @@ class Config(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate backend name {dupes[0]!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _search_fits_the_message_timeout(self) -> Config:
+        hook, limit = self.web_search, self.timeouts.extproc_message_s
+        if hook is not None and hook.timeout_s >= limit:
+            raise ValueError(
+                f"web_search.timeout_s ({hook.timeout_s}) must be below"
+                f" timeouts.extproc_message_s ({limit}), or Envoy gives up first"
+            )
         return self
 
     def backend(self, name: str) -> Backend:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 # Anthropic requires a non-empty signature on thinking blocks. Backends have none; this marks
 # thinking that came from an OpenAI-compatible backend (and is ignored when it comes back).
@@ -15,6 +15,8 @@ class AnthropicUsage(TypedDict):
     output_tokens: int
     cache_read_input_tokens: int
     cache_creation_input_tokens: int
+    # Server tools the gateway ran for this answer, e.g. {"web_search_requests": 1}.
+    server_tool_use: NotRequired[dict[str, int]]
 
 
 def anthropic_usage(usage: dict[str, Any] | None) -> AnthropicUsage:
@@ -48,3 +50,9 @@ def tool_use_id(openai_id: object) -> str:
     if isinstance(openai_id, str) and openai_id:
         return openai_id
     return "toolu_" + secrets.token_hex(12)
+
+
+def rescued_tool_id(anthropic_message_id: str, number: int) -> str:
+    """Id for the `number`th tool call recovered from a message's text: unique per message
+    (the backend's id is in it), and the same on every run of the same backend answer."""
+    return f"toolu_{anthropic_message_id.removeprefix('msg_')}_{number}"

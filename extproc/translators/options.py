@@ -24,6 +24,7 @@ _LIMITS: Final = Limits()
 class RequestOptions:
     model: str  # the model name the backend serves (sent as `model`)
     max_output_tokens: int | None = _MODEL.max_output_tokens
+    context_window: int | None = _MODEL.context_window
     reasoning_echo: ReasoningEcho = _MODEL.reasoning_echo
     system_merge: SystemMerge = _MODEL.system_merge
     thinking_switch: ThinkingSwitch = _MODEL.thinking_switch
@@ -42,6 +43,7 @@ class RequestOptions:
         return cls(
             model=model,
             max_output_tokens=knobs.max_output_tokens,
+            context_window=knobs.context_window,
             reasoning_echo=knobs.reasoning_echo,
             system_merge=knobs.system_merge,
             thinking_switch=knobs.thinking_switch,

@@ -26,6 +26,7 @@ from extproc.schemas.anthropic import KNOWN_REQUEST_FIELDS, MessageCreateParams,
 from extproc.translators.context import ResponseContext
 from extproc.translators.conversation import convert_conversation, json_deeper_than
 from extproc.translators.options import RequestOptions
+from extproc.translators.token_estimate import fit_output
 
 __all__ = ["RequestOptions", "TranslatedRequest", "translate_request"]
 
@@ -71,7 +72,10 @@ def translate_request(request: dict[str, Any], options: RequestOptions) -> Trans
     functions, server_tools = _tools(request.get("tools") or (), options.max_json_depth, dropped)
     client_tools = frozenset(tool["function"]["name"] for tool in functions)
 
-    body: dict[str, Any] = {"model": options.model, "max_tokens": _max_tokens(request, options)}
+    max_tokens = _max_tokens(request, options)
+    body: dict[str, Any] = {"model": options.model}
+    if options.context_window is None:
+        body["max_tokens"] = max_tokens
     _sampling(request, options, body, dropped)
     body["stream"] = stream
     if stream:
@@ -96,12 +100,16 @@ def translate_request(request: dict[str, Any], options: RequestOptions) -> Trans
             body["add_generation_prompt"] = False
         else:
             dropped.add("prefill")  # the backend will answer after it, not continue it
+    if options.context_window is not None:
+        # Depends on the conversation's length, so it goes last: the prefix stays stable.
+        body["max_tokens"] = fit_output(max_tokens, body, options.context_window)
 
     context = ResponseContext(
         model=request["model"],
         stop_sequences=tuple(stops),
         client_tools=client_tools,
         tool_call_rescue=options.tool_call_rescue,
+        tool_parameter_types=_parameter_types(functions) if options.tool_call_rescue else {},
     )
     return TranslatedRequest(
         body=orjson.dumps(body),
@@ -110,6 +118,24 @@ def translate_request(request: dict[str, Any], options: RequestOptions) -> Trans
         dropped=tuple(sorted(dropped)),
         server_tools=tuple(server_tools),
     )
+
+
+def _parameter_types(functions: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """tool -> parameter -> its JSON schema type (the first non-null one of a type list)."""
+    types: dict[str, dict[str, str]] = {}
+    for tool in functions:
+        properties = tool["function"]["parameters"].get("properties")
+        if not isinstance(properties, dict):
+            continue
+        declared: dict[str, str] = {}
+        for name, schema in properties.items():
+            kind = schema.get("type") if isinstance(schema, dict) else None
+            if isinstance(kind, list):
+                kind = next((k for k in kind if isinstance(k, str) and k != "null"), None)
+            if isinstance(kind, str):
+                declared[name] = kind
+        types[tool["function"]["name"]] = declared
+    return types
 
 
 def _check_counts(request: dict[str, Any], options: RequestOptions) -> None:

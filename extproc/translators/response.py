@@ -21,10 +21,12 @@ from extproc.translators.common import (
     AnthropicUsage,
     anthropic_usage,
     message_id,
+    rescued_tool_id,
     tool_use_id,
 )
 from extproc.translators.context import ResponseContext
 from extproc.translators.tool_args import ToolArgumentsError, parse_tool_arguments
+from extproc.translators.tool_rescue import rescue_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,18 +62,29 @@ def convert_response(body: bytes, context: ResponseContext) -> TranslatedRespons
     finish_reason = choice.get("finish_reason")
     cut_off = finish_reason == "length"
 
-    content: list[dict[str, Any]] = []
+    content: list[dict[str, Any]] = [dict(block) for block in context.leading_blocks]
     reasoning = _text(message.get("reasoning")) or _text(message.get("reasoning_content"))
     if reasoning:
         content.append({"type": "thinking", "thinking": reasoning, "signature": THINKING_SIGNATURE})
     text = _text(message.get("content"))
+    tool_calls = message.get("tool_calls")
+    tool_calls = list(tool_calls) if isinstance(tool_calls, list) else []
+    anthropic_id = message_id(completion.get("id"))
+    if context.tool_call_rescue and text:
+        text, rescued = rescue_text(text, context.tool_parameter_types)
+        tool_calls += [
+            {
+                "id": call.id or rescued_tool_id(anthropic_id, number),
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for number, call in enumerate(rescued)
+        ]
     if text.strip():
         content.append({"type": "text", "text": text})
 
     held: list[HeldToolCall] = []
     truncated: list[str] = []
-    tool_calls = message.get("tool_calls")
-    for call in tool_calls if isinstance(tool_calls, list) else ():
+    for call in tool_calls:
         block = _tool_use(call, context, cut_off, held, truncated)
         if block is not None:
             content.append(block)
@@ -89,8 +102,10 @@ def convert_response(body: bytes, context: ResponseContext) -> TranslatedRespons
 
     raw_usage = completion.get("usage")
     usage = anthropic_usage(raw_usage if isinstance(raw_usage, dict) else None)
+    if context.server_tool_usage:
+        usage["server_tool_use"] = dict(context.server_tool_usage)
     anthropic = {
-        "id": message_id(completion.get("id")),
+        "id": anthropic_id,
         "type": "message",
         "role": "assistant",
         "model": context.model,
@@ -146,7 +161,7 @@ def _tool_use(
     else:
         arguments_text = arguments if isinstance(arguments, str) else ""
     call_id = tool_use_id(call.get("id"))
-    if context.client_tools and name not in context.client_tools:
+    if context.client_tools is not None and name not in context.client_tools:
         held.append(HeldToolCall(id=call_id, name=name, arguments=arguments_text))
         return None
     try:

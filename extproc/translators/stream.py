@@ -35,7 +35,13 @@ import orjson
 from extproc.mappings import error_type_for_status, stop_reason_for
 from extproc.sse import SSEDecoder, SSEEvent, SSEOverflow
 from extproc.translators import stream_events as events
-from extproc.translators.common import AnthropicUsage, anthropic_usage, message_id, tool_use_id
+from extproc.translators.common import (
+    AnthropicUsage,
+    anthropic_usage,
+    message_id,
+    rescued_tool_id,
+    tool_use_id,
+)
 from extproc.translators.context import ResponseContext
 from extproc.translators.stream_events import BlockType
 from extproc.translators.stream_tools import (
@@ -45,8 +51,11 @@ from extproc.translators.stream_tools import (
     is_json_object,
 )
 from extproc.translators.tool_args import ToolArgumentsError, parse_tool_arguments
+from extproc.translators.tool_rescue import Piece, ToolCallRescuer
 
 TRUNCATED_MESSAGE: Final = "backend stream ended before completion"
+# Tool-call indices for calls rescued from text, after any the backend itself numbered.
+_RESCUED_INDEX_BASE: Final = 1 << 20
 
 
 class Phase(enum.Enum):
@@ -89,6 +98,11 @@ class StreamTranslator:
         self._openai_usage: dict[str, Any] | None = None
         self._tool_use_written = False
         self._out: list[bytes] = []
+        self._rescuer = (
+            ToolCallRescuer(context.tool_parameter_types) if context.tool_call_rescue else None
+        )
+        self._rescued = 0
+        self._message_id = ""
         # Read-only progress, for metrics and logs.
         self.first_token_seen = False
         self.output_chunks = 0  # backend chunks that carried thinking, text or tool deltas
@@ -101,7 +115,10 @@ class StreamTranslator:
 
     @property
     def usage(self) -> AnthropicUsage:
-        return anthropic_usage(self._openai_usage)
+        usage = anthropic_usage(self._openai_usage)
+        if self._context.server_tool_usage:
+            usage["server_tool_use"] = dict(self._context.server_tool_usage)
+        return usage
 
     @property
     def finished(self) -> bool:
@@ -195,7 +212,10 @@ class StreamTranslator:
                 produced = True
             content = delta.get("content")
             if isinstance(content, str) and content:
-                self._text(content)
+                if self._rescuer is None:
+                    self._text(content)
+                else:
+                    self._rescue(self._rescuer.feed(content))
                 produced = True
             tool_calls = delta.get("tool_calls")
             if isinstance(tool_calls, list):
@@ -210,6 +230,8 @@ class StreamTranslator:
         if isinstance(finish_reason, str) and finish_reason:
             self._finish_reason = finish_reason
             self._matched_stop = choice.get("stop_reason")
+            if self._rescuer is not None:
+                self._rescue(self._rescuer.finish())
             self._close_block()
             self._flush_tools(final=True)
 
@@ -238,6 +260,19 @@ class StreamTranslator:
                 return
             block = self._switch_to(BlockType.TEXT)
         self._out.append(events.delta(block.delta_prefix, text))
+
+    def _rescue(self, pieces: list[Piece]) -> None:
+        """Text and text-written tool calls from the rescuer, as if the backend parsed them."""
+        for piece in pieces:
+            if isinstance(piece, str):
+                if piece:
+                    self._text(piece)
+                continue
+            call_id = piece.id or rescued_tool_id(self._message_id, self._rescued)
+            index = _RESCUED_INDEX_BASE + self._rescued
+            self._rescued += 1
+            function = {"name": piece.name, "arguments": piece.arguments}
+            self._tool_delta({"index": index, "id": call_id, "function": function})
 
     def _tool_delta(self, delta: dict[str, Any]) -> None:
         index = delta.get("index")
@@ -268,7 +303,8 @@ class StreamTranslator:
     def _maybe_start(self, call: ToolCall) -> None:
         if call.name is None:
             return  # no block without a name; it may come in a later delta
-        if self._context.client_tools and call.name not in self._context.client_tools:
+        tools = self._context.client_tools
+        if tools is not None and call.name not in tools:
             call.state = ToolCallState.UNKNOWN
             return
         if self._must_wait(call):
@@ -395,12 +431,18 @@ class StreamTranslator:
 
     def _start(self, backend_id: object) -> None:
         self._phase = Phase.STREAMING
-        start = events.message_start(message_id(backend_id), self._context.model, self.usage)
+        self._message_id = message_id(backend_id)
+        start = events.message_start(self._message_id, self._context.model, self.usage)
         self._out += (start, events.PING)
+        for block in self._context.leading_blocks:  # a server tool the gateway ran
+            self._out.append(events.whole_block(self._next_index, block))
+            self._next_index += 1
 
     def _complete(self) -> None:
         if self._phase is Phase.WAITING:
             self._start(None)
+        if self._rescuer is not None:
+            self._rescue(self._rescuer.finish())
         self._close_block()
         self._flush_tools(final=True)
         self.unknown_tool_calls = [

@@ -7,7 +7,8 @@ one `orjson.dumps` of the new text and a few concatenations.
 from __future__ import annotations
 
 import enum
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 import orjson
 
@@ -90,6 +91,22 @@ def message_delta(stop_reason: str, stop_sequence: str | None, usage: AnthropicU
         "usage": usage,
     }
     return _event("message_delta", payload)
+
+
+def whole_block(index: int, block: Mapping[str, Any]) -> bytes:
+    """A content block known in full, streamed the way Anthropic streams it: blocks with an
+    `input` (tool_use, server_tool_use) start empty and get it in one input_json_delta,
+    text comes as one text_delta, result blocks start complete."""
+    if "input" in block:
+        start = _block_start(index, {**block, "input": {}})
+        partial = orjson.dumps(block["input"]).decode()
+        body = delta(delta_prefix(BlockType.TOOL_USE, index), partial)
+    elif block["type"] == "text":
+        start = text_start(index)
+        body = delta(delta_prefix(BlockType.TEXT, index), block["text"])
+    else:
+        start, body = _block_start(index, dict(block)), b""
+    return start + body + block_stop(index)
 
 
 def error(error_type: str, message: str) -> bytes:

@@ -45,7 +45,8 @@ def load_context(folder: Path) -> ResponseContext:
     return ResponseContext(
         model=fields.get("model", "claude-sonnet-4-5"),
         stop_sequences=tuple(fields.get("stop_sequences", ())),
-        client_tools=frozenset(fields.get("client_tools", ())),
+        client_tools=frozenset(fields["client_tools"]) if "client_tools" in fields else None,
+        tool_call_rescue=fields.get("tool_call_rescue", False),
     )
 
 

@@ -75,7 +75,8 @@ def load_case(name: str) -> tuple[bytes, bytes, ResponseContext]:
     context = ResponseContext(
         model=raw.get("model", DEFAULT_MODEL),
         stop_sequences=tuple(raw.get("stop_sequences", ())),
-        client_tools=frozenset(raw.get("client_tools", ())),
+        client_tools=frozenset(raw["client_tools"]) if "client_tools" in raw else None,
+        tool_call_rescue=raw.get("tool_call_rescue", False),
     )
     return (folder / "openai.sse").read_bytes(), (folder / "anthropic.sse").read_bytes(), context
 
