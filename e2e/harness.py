@@ -38,6 +38,17 @@ def wait_until(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
     raise TimeoutError(f"{url} not ready after {timeout}s:\n{tail(log)}")
 
 
+def wait_for_log(process: Process, text: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in process.log.read_text(errors="replace"):
+            return
+        if process.proc.poll() is not None:
+            raise RuntimeError(f"{process.name} exited {process.proc.returncode}:\n{tail(process.log)}")
+        time.sleep(0.05)
+    raise TimeoutError(f"{process.name}: no {text!r} after {timeout}s:\n{tail(process.log)}")
+
+
 def tail(path: Path, lines: int = 60) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -135,6 +146,9 @@ def start_gateway(workdir: Path, config: dict[str, Any], env: dict[str, str] | N
     )
     admin_url = f"http://127.0.0.1:{admin}"
     wait_until(admin_url + "/ready", process.proc, process.log, timeout=60)
+    # Envoy is forked (and ready) before the ext_proc server listens; until then a request
+    # gets Envoy's 500. `extproc up` announces readiness once both serve.
+    wait_for_log(process, "extproc gateway ready", timeout=60)
     metrics_url = f"http://{config['metrics_listen']}" if config.get("metrics_listen") else None
     return Gateway(process, f"http://127.0.0.1:{listen}", admin_url, metrics_url, path, workdir)
 
