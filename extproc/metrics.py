@@ -29,8 +29,9 @@ Choices worth knowing:
 - Buckets are the conventions' advice, extended at the top for long generations and long
   prefills (Claude Code requests run for minutes).
 - Several worker processes: set PROMETHEUS_MULTIPROC_DIR (an empty directory) before the
-  workers start; values then live in files there and `scrape_registry()` merges them. Serve
-  /metrics from one process only.
+  workers start (prometheus_client reads it at import); values then live in files there and
+  `scrape_registry()` merges them. Serve /metrics from one process only, and call
+  `worker_exited(pid)` when a worker ends so its in-flight gauges stop counting.
 """
 
 from __future__ import annotations
@@ -254,6 +255,14 @@ class Metrics:
         """(body, content type) for a scrape, in the format the scraper asked for."""
         encoder, content_type = choose_encoder(accept)
         return encoder(self.scrape_registry()), content_type
+
+
+def worker_exited(pid: int) -> None:
+    """Multiprocess mode: drop a dead worker's live gauges (call from the parent on exit)."""
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 def sample_value(text: str, name: str, labels: dict[str, str] | None = None) -> float:

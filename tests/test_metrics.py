@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -15,6 +19,7 @@ from extproc.config import Config
 from extproc.gateway import Gateway
 from extproc.metrics import (
     MAX_LABEL_CHARS,
+    MULTIPROC_ENV,
     OTHER,
     TTFT_BUCKETS,
     Metrics,
@@ -327,3 +332,33 @@ async def test_metrics_server_serves_the_scrape_over_http() -> None:
         await server.stop()
     assert sample_value(text, "extproc_translation_errors_total", {"kind": "unknown_tool_calls"}) == 2
     assert "# TYPE gen_ai_client_token_usage histogram" in text
+
+
+def test_multiprocess_mode_merges_every_workers_samples(tmp_path: Path) -> None:
+    """Several workers write to PROMETHEUS_MULTIPROC_DIR; any one scrape shows their sum."""
+    script = (
+        "import sys\n"
+        "from extproc.metrics import Metrics, Observation, SeriesKey, sample_value, worker_exited\n"
+        "m = Metrics()\n"
+        "if sys.argv[1] == 'work':\n"
+        "    m.observe(Observation(series=SeriesKey('a', 'openai', 'm', 'n', 'b'), status='200',\n"
+        "              error_type='', input_tokens=5, output_tokens=2, usage_known=True))\n"
+        "    m.inflight_streams.inc()\n"
+        "    print(__import__('os').getpid())\n"
+        "else:\n"
+        "    worker_exited(int(sys.argv[2]))\n"
+        "    text = m.exposition()[0].decode()\n"
+        "    print(sample_value(text, 'extproc_requests_total'),\n"
+        "          sample_value(text, 'gen_ai_client_token_usage_sum', {'gen_ai_token_type': 'input'}),\n"
+        "          sample_value(text, 'extproc_inflight_streams'))\n"
+    )
+    env = {**os.environ, MULTIPROC_ENV: str(tmp_path)}
+
+    def run(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-c", script, *args], env=env, check=True,
+                              capture_output=True, text=True, timeout=60)
+        return done.stdout.strip()
+
+    first = run("work")
+    run("work")
+    assert run("scrape", first).split() == ["2.0", "10.0", "1.0"]  # the exited worker's gauge is gone
