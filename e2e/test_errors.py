@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from e2e.harness import Gateway, MockBackend, backend_config, start_gateway
+from e2e.harness import Gateway, MockBackend, backend_config, free_port, start_gateway
 
 GOOD: dict[str, Any] = {
     "model": "claude-sonnet-4-6",
@@ -182,17 +182,21 @@ def test_chat_completions_bad_json_stays_openai_shaped(
     assert backend.requests() == []
 
 
-# ---- request size limit (a gateway with a 1 MB limit) ---------------------------------------
+# ---- a gateway with a 1 MB limit, a 1 s backend timeout and a dead backend --------------------
 
 LIMIT = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
 def small_gateway(workdir: Path, mock_backend: MockBackend) -> Iterator[Gateway]:
+    dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     config = {
-        "backends": [backend_config(mock_backend, models=[{"name": "qwen3-coder",
-                                                           "aliases": ["claude-*"]}])],
+        "backends": [
+            backend_config(mock_backend, models=[{"name": "qwen3-coder", "aliases": ["claude-*"]}]),
+            {"name": "dead", "schema": "openai", "base_url": dead, "models": [{"name": "dead-model"}]},
+        ],
         "limits": {"max_request_bytes": LIMIT},
+        "timeouts": {"request_s": 1, "connect_s": 1},
     }
     gw = start_gateway(workdir, config)
     yield gw
@@ -236,3 +240,34 @@ def test_body_just_under_the_limit_passes(
     assert reply.status_code == 200, reply.text
     assert reply.json()["content"] == [{"type": "text", "text": "fits"}]
     assert len(backend.requests()) == 1
+
+
+# ---- errors Envoy itself produces on this route --------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_backend_unreachable_is_anthropic_502(
+    small_gateway: Gateway, http: httpx.Client, stream: bool
+) -> None:
+    reply = http.post(small_gateway.url + "/v1/messages",
+                      content=orjson.dumps(with_(model="dead-model", stream=stream)))
+    message = anthropic_error(reply, 502, "api_error")
+    assert "unreachable" in message
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_backend_timeout_is_anthropic_504(
+    small_gateway: Gateway, http: httpx.Client, backend: MockBackend, stream: bool
+) -> None:
+    backend.script({"text": "too late", "delay_s": 2})
+    reply = http.post(small_gateway.url + "/v1/messages", content=orjson.dumps(with_(stream=stream)))
+    anthropic_error(reply, 504, "timeout_error")
+
+
+def test_sdk_exception_for_unreachable_backend(small_gateway: Gateway) -> None:
+    client = anthropic.Anthropic(base_url=small_gateway.url, api_key="dummy", max_retries=0,
+                                 timeout=10)
+    with client, pytest.raises(anthropic.InternalServerError) as caught:
+        client.messages.create(model="dead-model", max_tokens=10,
+                               messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.status_code == 502

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -458,3 +459,73 @@ def test_non_2xx_answer_to_streaming_request(
         stream.get_final_message()
     assert caught.value.status_code == status
     assert caught.value.body["error"]["message"] == f"refused with {status}"  # type: ignore[index]
+
+
+# ---- real Claude Code requests, replayed verbatim ------------------------------------------
+
+CLAUDE_CODE = Path("/work/shared/fixtures/claude-code")
+if not CLAUDE_CODE.is_dir():
+    CLAUDE_CODE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "claude-code"
+_HOP_HEADERS = {"host", "content-length", "connection"}
+
+
+def _fixtures() -> list[Path]:
+    return sorted(CLAUDE_CODE.glob("*.json")) if CLAUDE_CODE.is_dir() else []
+
+
+@pytest.mark.skipif(not _fixtures(), reason="no Claude Code fixtures")
+@pytest.mark.parametrize("fixture", _fixtures(), ids=lambda p: p.stem)
+def test_claude_code_request_replayed(gateway: Gateway, backend: MockBackend, fixture: Path) -> None:
+    """Claude Code's own bytes and headers (path `?beta=true`); the mock's default rules answer."""
+    captured = json.loads(fixture.read_text())
+    headers = {k: v for k, v in captured["headers"].items() if k.lower() not in _HOP_HEADERS}
+    reply = httpx.request(captured["method"], gateway.url + captured["path"],
+                          content=json.dumps(captured["body"]).encode(), headers=headers, timeout=20)
+    assert reply.status_code == 200, reply.text
+    for leak in OPENAI_LEAKS:
+        assert leak not in reply.content
+    events = parse_sse(reply.content)
+    check_grammar(events)
+
+    seen = backend.requests()
+    assert len(seen) == 1
+    sent = seen[0]
+    assert sent["path"] == "/v1/chat/completions"
+    assert not any(name.startswith("anthropic-") or name == "x-api-key" for name in sent["headers"])
+    body = sent["body"]
+    assert body["model"] == "qwen3-coder"
+    assert body["max_tokens"] == 4096  # Claude Code asks 32000; the model's limit is 4096
+    assert body["stream"] is True
+    roles = [m["role"] for m in body["messages"]]
+    assert roles[0] == "system"
+    assert "system" not in roles[1:]  # mid-conversation system entries hoisted
+    assert "x-anthropic-billing-header" not in body["messages"][0]["content"]
+    assert len(body["tools"]) == len(captured["body"]["tools"])
+    assert all(t["type"] == "function" for t in body["tools"])
+    assert all(isinstance(m.get("content"), str | list | None) for m in body["messages"])
+    assert '"type":"thinking"' not in json.dumps(body["messages"], separators=(",", ":"))
+
+    stop = next(d for n, d in events if n == "message_delta")["delta"]["stop_reason"]
+    starts = [d["content_block"] for n, d in events if n == "content_block_start"]
+    conversation = json.dumps(captured["body"]["messages"])
+    if "Run the shell command" in conversation and '"tool_result"' not in conversation:
+        assert stop == "tool_use"
+        tool = starts[-1]
+        assert tool["type"] == "tool_use"
+        assert tool["name"] == "Bash"
+        partial = "".join(d["delta"]["partial_json"] for n, d in events
+                          if n == "content_block_delta" and d["delta"]["type"] == "input_json_delta")
+        assert json.loads(partial)["command"] == "echo acceptance-ok"
+    else:
+        assert stop == "end_turn"
+        assert starts[-1]["type"] == "text"
+        text = "".join(d["delta"]["text"] for n, d in events
+                       if n == "content_block_delta" and d["delta"]["type"] == "text_delta")
+        # The mock quotes a tool result, or echoes the prompt.
+        assert ("acceptance-ok" if '"tool_result"' in conversation else "Hello! You said:") in text
+    if roles.count("tool"):
+        tool_message = body["messages"][roles.index("tool")]
+        tool_use_ids = [b["id"] for m in captured["body"]["messages"] if m["role"] == "assistant"
+                        and isinstance(m["content"], list) for b in m["content"]
+                        if b["type"] == "tool_use"]
+        assert tool_message["tool_call_id"] in tool_use_ids
