@@ -9,7 +9,7 @@ import orjson
 import structlog
 
 from extproc.config import Backend, Route, resolve_model
-from extproc.errors import GatewayError, InvalidRequest, NotFound, RequestTooLarge
+from extproc.errors import BackendError, GatewayError, InvalidRequest, NotFound, RequestTooLarge
 from extproc.gateway import Gateway
 from extproc.mappings import error_type_for_status
 from extproc.processors.base import CONTINUE, Action, Continue, RequestInfo, Respond
@@ -36,6 +36,9 @@ class Answer(Enum):
     PASSTHROUGH = "passthrough"
 
 
+# orjson refuses to read JSON nested deeper than this, and to write deeper than 254 levels.
+PARSER_MAX_DEPTH = 1024
+
 def parse_body(body: bytes, max_bytes: int) -> dict[str, object]:
     if len(body) > max_bytes:
         raise RequestTooLarge(
@@ -44,6 +47,10 @@ def parse_body(body: bytes, max_bytes: int) -> dict[str, object]:
     try:
         request = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit"):
+            raise InvalidRequest(
+                f"request body nests deeper than {PARSER_MAX_DEPTH} levels"
+            ) from None
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
     if not isinstance(request, dict):
         raise InvalidRequest("request body must be a JSON object")
@@ -137,7 +144,10 @@ class MessagesProcessor:
         new_body: bytes | None = None
         if request.get("model") != route.model:
             request["model"] = route.model
-            new_body = orjson.dumps(request)
+            try:
+                new_body = orjson.dumps(request)
+            except orjson.JSONEncodeError:
+                raise InvalidRequest("request nests too deeply to forward (over 254 levels)") from None
         set_headers, remove = to_backend(
             self.gateway.config, route.backend, route.backend.base_path + "/v1/messages",
             content_length=len(new_body) if new_body is not None else None,
@@ -168,6 +178,9 @@ class MessagesProcessor:
                 status, body = translate_error(self.status, b"")
                 return Continue(set_headers=(_JSON,), remove_headers=("content-length",), body=body)
             return Continue(set_headers=(_JSON,), remove_headers=("content-length",))
+        if end_of_stream:  # a success status and no body at all: no answer to translate
+            return self._refuse(BackendError.from_status(
+                502, f"backend answered HTTP {self.status} with an empty body"))
         if content_type.startswith("text/event-stream"):
             assert self.context is not None
             self.answer = Answer.STREAM
@@ -177,18 +190,24 @@ class MessagesProcessor:
                 set_headers=_SSE_HEADERS, remove_headers=("content-length",), stream_response=True
             )
         self.answer = Answer.JSON
-        if end_of_stream:
-            self.record.end()
         return Continue(set_headers=(_JSON,), remove_headers=("content-length",))
 
     async def response_body(self, chunk: bytes, end_of_stream: bool) -> Action:
         if self.answer is Answer.STREAM:
             assert self.stream is not None
-            out = self.stream.feed(chunk)
+            try:
+                out = self.stream.feed(chunk)
+                if end_of_stream:
+                    out += self.stream.finish()
+            except Exception:
+                # The headers are gone, so an immediate reply is too late: a translator bug
+                # must still end the stream the Anthropic way, with `event: error`.
+                log.exception("stream_translation_failed", request_id=self.info.request_id)
+                self.record.problem("stream_translation_failed")
+                out = self.stream.fail("the gateway failed to translate the backend stream")
             if self.stream.first_token_seen:
                 self.record.first_token()
             if end_of_stream:
-                out += self.stream.finish()
                 return Continue(body=out, metadata=self.record.stream_done(self.stream))
             return Continue(body=out)
         if self.answer is Answer.ERROR:

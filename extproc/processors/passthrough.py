@@ -87,7 +87,13 @@ class ChatCompletionsProcessor(UntouchedProcessor):
         new_body: bytes | None = None
         if route.model != model:
             request["model"] = route.model
-            new_body = orjson.dumps(request)
+            try:
+                new_body = orjson.dumps(request)
+            except orjson.JSONEncodeError:  # orjson writes at most 254 levels
+                return openai_error(
+                    400, "request nests too deeply to forward (over 254 levels)",
+                    "invalid_request_error",
+                )
         set_headers, remove = to_backend(
             self.gateway.config,
             route.backend,

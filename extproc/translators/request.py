@@ -84,7 +84,7 @@ def translate_request(request: dict[str, Any], options: RequestOptions) -> Trans
             # Usage on every chunk: message_start can report the real input_tokens.
             body["stream_options"]["continuous_usage_stats"] = True
     _thinking(request.get("thinking"), options, body, dropped)
-    _output_format(request, body, dropped)
+    _output_format(request, body, dropped, options.max_json_depth)
     choice = request.get("tool_choice")
     if functions:
         _tool_choice(choice, client_tools, body)
@@ -111,8 +111,12 @@ def translate_request(request: dict[str, Any], options: RequestOptions) -> Trans
         tool_call_rescue=options.tool_call_rescue,
         tool_parameter_types=_parameter_types(functions) if options.tool_call_rescue else {},
     )
+    try:
+        encoded = orjson.dumps(body)
+    except orjson.JSONEncodeError:  # orjson writes at most 254 levels; the checks above cap less
+        raise InvalidRequest("request nests too deeply to translate") from None
     return TranslatedRequest(
-        body=orjson.dumps(body),
+        body=encoded,
         stream=stream,
         context=context,
         dropped=tuple(sorted(dropped)),
@@ -259,7 +263,9 @@ def _thinking(
         dropped.add("thinking.display")
 
 
-def _output_format(request: dict[str, Any], body: dict[str, Any], dropped: set[str]) -> None:
+def _output_format(
+    request: dict[str, Any], body: dict[str, Any], dropped: set[str], max_depth: int
+) -> None:
     """Structured outputs (`output_config.format`, formerly `output_format`) ->
     `response_format` json_schema, which vLLM enforces with guided decoding."""
     config = request.get("output_config") or {}
@@ -270,6 +276,9 @@ def _output_format(request: dict[str, Any], body: dict[str, Any], dropped: set[s
     )
     output_format = config.get("format") or request.get("output_format")
     if output_format:
+        if json_deeper_than(output_format["schema"], max_depth):
+            where = "output_config.format" if config.get("format") else "output_format"
+            raise InvalidRequest(f"{where}.schema: nested deeper than {max_depth} levels")
         body["response_format"] = {
             "type": "json_schema",
             "json_schema": {"name": "output", "schema": output_format["schema"]},

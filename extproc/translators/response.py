@@ -115,12 +115,19 @@ def convert_response(body: bytes, context: ResponseContext) -> TranslatedRespons
         "usage": usage,
     }
     return TranslatedResponse(
-        body=orjson.dumps(anthropic),
+        body=_encode(anthropic),
         stop_reason=stop_reason,
         unknown_tool_calls=tuple(held),
         truncated_tool_calls=tuple(truncated),
         usage=usage,
     )
+
+
+def _encode(value: object) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:  # nested past the 254 levels orjson writes
+        raise BackendError.from_status(502, "backend response nests too deeply to translate") from None
 
 
 def _parse_completion(body: bytes) -> dict[str, Any]:
@@ -157,7 +164,7 @@ def _tool_use(
         raise BackendError.from_status(502, "backend returned a tool call without a name")
     arguments = function.get("arguments")
     if isinstance(arguments, dict):  # a few servers send the object itself
-        arguments_text = orjson.dumps(arguments).decode()
+        arguments_text = _encode(arguments).decode()
     else:
         arguments_text = arguments if isinstance(arguments, str) else ""
     call_id = tool_use_id(call.get("id"))
@@ -237,7 +244,9 @@ def _fastapi_detail(detail: object) -> str | None:
         for item in detail:
             if isinstance(item, dict) and isinstance(item.get("msg"), str):
                 loc = item.get("loc")
-                where = ".".join(str(p) for p in loc) if isinstance(loc, list) else ""
+                parts_of_loc = loc if isinstance(loc, list) else ()
+                # Scalars only: str() of a deeply nested list would overflow the stack.
+                where = ".".join(str(p) for p in parts_of_loc if isinstance(p, str | int))
                 parts.append(f"{where}: {item['msg']}" if where else item["msg"])
         return "; ".join(parts) or None
     return None

@@ -139,7 +139,10 @@ class StreamTranslator:
             except SSEOverflow as exc:
                 self._fail("api_error", f"backend stream unreadable: {exc}")
             for event in sse_events:
-                self._on_event(event)
+                try:
+                    self._on_event(event)
+                except orjson.JSONEncodeError:  # tool arguments nested past orjson's 254 levels
+                    self._fail("api_error", "backend stream nests too deeply to translate")
                 if self._phase is Phase.DONE:
                     break
         except _Ended:
