@@ -13,7 +13,7 @@ import httpx
 import pytest
 from anthropic.types import Message
 
-from e2e.harness import Gateway, MockBackend
+from e2e.harness import REPO, Gateway, MockBackend
 
 MODEL = "claude-sonnet-4-6"  # -> qwen3-coder
 BASH = {
@@ -463,9 +463,7 @@ def test_non_2xx_answer_to_streaming_request(
 
 # ---- real Claude Code requests, replayed verbatim ------------------------------------------
 
-CLAUDE_CODE = Path("/work/shared/fixtures/claude-code")
-if not CLAUDE_CODE.is_dir():
-    CLAUDE_CODE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "claude-code"
+CLAUDE_CODE = REPO.parent / "shared" / "fixtures" / "claude-code"  # as tests/conftest.py
 _HOP_HEADERS = {"host", "content-length", "connection"}
 
 
