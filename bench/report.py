@@ -6,6 +6,7 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import goals
 from loadgen import MODES, Run
 from payloads import TOKENS
 
@@ -153,6 +154,11 @@ def render(meta: dict[str, Any], targets: list[dict[str, Any]], runs: list[Run],
             rows.append(row)
         out.extend([f"## {title}", "", *_table(["shape", *[f"`{n}`" for n in names]], rows),
                     "", note, ""])
+
+    goal_rows = goals.evaluate(table, targets, shapes)
+    out += ["## Goals of the performance issue, on this run", ""]
+    out += _table(["goal", "measured (gateway)", "met"], goal_rows)
+    out += ["", "Measured, never asserted: one run on a shared machine; see the tables below.", ""]
 
     grid("Requests per second", lambda c: _num(c.rps, 0),
          "Completed 2xx responses per second (streams: whole streams); median over repeats.")

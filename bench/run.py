@@ -33,6 +33,7 @@ BENCH = Path(__file__).resolve().parent
 ALL_TARGETS = ("backend", "envoy", "noop", "gateway", "gateway-w2", "litellm", "litellm-w2")
 FULL_SHAPES = [(m, s) for m in ("json", "sse", "paced") for s in ("1k", "80k")]
 QUICK_SHAPES = [("json", "1k"), ("sse", "1k"), ("paced", "1k"), ("json", "80k")]
+PACED_STRETCH = 1.25  # paced streams take 0.2 s each: a little longer for enough samples at c1
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -42,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--targets", help=f"comma list from {','.join(ALL_TARGETS)}")
     p.add_argument("--concurrency", help="comma list (default 1,8,32; quick 1,32)")
     p.add_argument("--duration", type=float,
-                   help="seconds per run (default 2; quick 1); paced streams get 1.5x")
+                   help="seconds per run (default 2; quick 1); paced streams get 1.25x")
     p.add_argument("--repeats", type=int, help="runs per target and shape (default 2; quick 1)")
     p.add_argument("--out", type=Path, default=BENCH / "results", help="results folder")
     p.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
@@ -204,7 +205,7 @@ async def bench(args: argparse.Namespace) -> int:
                 for target in order[shift:] + order[:shift]:  # interleaved, rotating
                     quiet_s += procs.wait_quiet(lab.all_pids())
                     before = procs.tree(target.pids)
-                    seconds = args.duration * (1.5 if shape.mode == "paced" else 1)
+                    seconds = args.duration * (PACED_STRETCH if shape.mode == "paced" else 1)
                     # LiteLLM's answers at c=32 take longer than a run: wrk would drop the
                     # unfinished ones, the client lets them finish (and is far from its limit).
                     tool = None if target.name.startswith("litellm") else wrk
@@ -231,7 +232,7 @@ async def bench(args: argparse.Namespace) -> int:
         "for paced streams and for LiteLLM" if wrk else f"Python asyncio client for all ({wrk_note})",
         "LiteLLM": litellm_version or f"unavailable: {litellm_reason}",
         "requests": f"1k = {bodies.sizes['1k']:,} B; 80k = {bodies.sizes['80k']:,} B from {large_source}",
-        "runs": f"{args.duration:g} s each (paced {args.duration * 1.5:g} s), {args.repeats} "
+        "runs": f"{args.duration:g} s each (paced {args.duration * PACED_STRETCH:g} s), {args.repeats} "
         "repeat(s), targets interleaved in rotating order, each run after the targets went idle"
         + (" (--quick)" if args.quick else ""),
         "wall time": f"{time.monotonic() - started:.0f} s",
