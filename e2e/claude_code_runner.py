@@ -3,8 +3,12 @@
 Meant to be started as `unshare -n -- python -m e2e.claude_code_runner SPEC.json` (from the
 repository root): a fresh network namespace has only a `lo` that is down and no route anywhere,
 so Claude Code cannot reach the internet whatever it tries. This script brings `lo` up, starts
-the mock backend and `extproc up` (real Envoy + our ext_proc) on free loopback ports, then runs
+two mock backends and `extproc up` (real Envoy + our ext_proc) on free loopback ports, then runs
 each scenario of the spec in turn on that one stack and writes one JSON document of results.
+
+The spec's models route to the first mock, which holds the scenario's script. Every other model
+name (Claude Code's own background requests: sub-agent warm-ups, Haiku helpers; some versions
+send them) goes to the second, catch-all mock, so they can never eat a scripted answer.
 
 SPEC.json:
     {"claude": "/path/to/claude", "workdir": "/tmp/x", "output": "/tmp/x/results.json",
@@ -17,7 +21,8 @@ Results (`output`):
     {"interfaces": ["lo"], "claude_version": "...",
      "scenarios": {name: {"exit_code", "timed_out", "duration_s", "events" (stream-json
                    objects), "stdout_other" (non-JSON lines), "stderr_tail", "requests" (what
-                   the backend received), "gateway_log" (written during the scenario)}}}
+                   the main backend received), "background_requests" (what the catch-all
+                   backend received), "gateway_log" (written during the scenario)}}}
 """
 
 from __future__ import annotations
@@ -114,15 +119,18 @@ def run_claude(
 
 
 def run_scenario(
-    claude: str, scenario: dict[str, Any], mock: MockBackend, gateway_url: str, log: Path,
-    scratch: Path,
+    claude: str, scenario: dict[str, Any], mocks: tuple[MockBackend, MockBackend],
+    gateway_url: str, log: Path, scratch: Path,
 ) -> dict[str, Any]:
-    mock.reset()
+    main, background = mocks
+    main.reset()
+    background.reset()
     if scenario.get("script"):
-        mock.script(*scenario["script"])
+        main.script(*scenario["script"])
     log_start = log.stat().st_size
     result = run_claude(claude, scenario, gateway_url, scratch)
-    result["requests"] = mock.requests()
+    result["requests"] = main.requests()
+    result["background_requests"] = background.requests()
     with log.open("rb") as handle:
         handle.seek(log_start)
         result["gateway_log"] = handle.read().decode(errors="replace")[-20000:]
@@ -136,20 +144,21 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     version = subprocess.run(
         [spec["claude"], "--version"], capture_output=True, text=True, timeout=60, check=False
     ).stdout.strip()
-    mock = start_mock(workdir)
-    with stopping(mock.process):
+    mocks = start_mock(workdir), start_mock(workdir)
+    with stopping(*(m.process for m in mocks)):
         config = {
-            "backends": [{
-                "name": "vllm", "schema": "openai", "base_url": mock.url + "/v1",
-                "models": spec["models"],
-            }],
+            "backends": [
+                {"name": "vllm", "schema": "openai", "base_url": mocks[0].url + "/v1",
+                 "models": spec["models"]},
+                {"name": "background", "schema": "openai", "base_url": mocks[1].url + "/v1"},
+            ],
             "timeouts": {"extproc_message_s": 5, "request_s": 30, "drain_s": 1},
         }
         gateway = start_gateway(workdir, config)
         with stopping(gateway.process):
             results = {
                 scenario["name"]: run_scenario(
-                    spec["claude"], scenario, mock, gateway.url, gateway.process.log,
+                    spec["claude"], scenario, mocks, gateway.url, gateway.process.log,
                     workdir / f"scenario-{n}",
                 )
                 for n, scenario in enumerate(spec["scenarios"])
