@@ -32,7 +32,10 @@ from payloads import large_request_template
 BENCH = Path(__file__).resolve().parent
 ALL_TARGETS = ("backend", "envoy", "noop", "gateway", "gateway-w2", "litellm", "litellm-w2")
 FULL_SHAPES = [(m, s) for m in ("json", "sse", "paced") for s in ("1k", "80k")]
-QUICK_SHAPES = [("json", "1k"), ("sse", "1k"), ("paced", "1k"), ("json", "80k")]
+# --quick: one shape per goal of the issue (ratios at c1/c8/c32, added latency at c1, first
+# token at c8, the 80 KB body at c1/c32).
+QUICK_SHAPES = [("json", "1k", 1), ("json", "1k", 8), ("json", "1k", 32), ("sse", "1k", 8),
+                ("paced", "1k", 1), ("paced", "1k", 8), ("json", "80k", 1), ("json", "80k", 32)]
 PACED_STRETCH = 1.25  # paced streams take 0.2 s each: a little longer for enough samples at c1
 
 
@@ -41,7 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="short smoke run (~2 min)")
     p.add_argument("--soak", action="store_true", help="bounded soak through the gateway")
     p.add_argument("--targets", help=f"comma list from {','.join(ALL_TARGETS)}")
-    p.add_argument("--concurrency", help="comma list (default 1,8,32; quick 1,32)")
+    p.add_argument("--concurrency", help="comma list (default 1,8,32; quick: fixed per shape)")
     p.add_argument("--duration", type=float,
                    help="seconds per run (default 2; quick 1); paced streams get 1.25x")
     p.add_argument("--repeats", type=int, help="runs per target and shape (default 2; quick 1)")
@@ -52,7 +55,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--soak-concurrency", type=int, default=64)
     p.add_argument("--workers", type=int, default=1, help="gateway ext_proc workers (soak)")
     args = p.parse_args(argv)
-    args.concurrency = [int(c) for c in (args.concurrency or ("1,32" if args.quick else "1,8,32")).split(",")]
+    args.explicit_concurrency = args.concurrency is not None
+    args.concurrency = [int(c) for c in (args.concurrency or "1,8,32").split(",")]
     args.duration = args.duration or (1.0 if args.quick else 2.0)
     args.repeats = args.repeats or (1 if args.quick else 2)
     # The worker variants are part of the full run; --quick keeps to the five targets.
@@ -185,19 +189,24 @@ async def bench(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="extproc-bench-"))
     template, large_source = large_request_template()
     bodies = Bodies(workdir, template)
-    pairs = QUICK_SHAPES if args.quick else FULL_SHAPES
-    shapes = [Shape(m, s, c) for m, s in pairs for c in args.concurrency]
+    if args.quick and not args.explicit_concurrency:
+        shapes = [Shape(m, s, c) for m, s, c in QUICK_SHAPES]
+    else:
+        pairs = sorted({(m, s) for m, s, _ in QUICK_SHAPES}) if args.quick else FULL_SHAPES
+        shapes = [Shape(m, s, c) for m, s in pairs for c in args.concurrency]
+    kinds = list(dict.fromkeys((shape.mode, shape.size) for shape in shapes))
     lab = Lab(workdir)
     runs: list[Run] = []
     try:
         print("starting targets ...", flush=True)
         await lab.start(args.targets, litellm_version, litellm_reason)
         mark = time.monotonic()
-        await warm_up(lab, bodies, pairs)
+        await warm_up(lab, bodies, kinds)
         print(f"warmed up in {time.monotonic() - mark:.0f}s; {len(shapes)} shapes x "
               f"{len(lab.running)} targets x {args.repeats} repeat(s)", flush=True)
         order = list(lab.running)
         quiet_s = 0.0
+        died: dict[str, str] = {}
         for index, shape in enumerate(shapes):
             line = []
             for rep in range(args.repeats):
@@ -213,11 +222,16 @@ async def bench(args: argparse.Namespace) -> int:
                     cpu = procs.cpu_delta(before, procs.tree(target.pids))
                     run.cpu_envoy_s, run.cpu_app_s = cpu["envoy"], cpu["app"]
                     runs.append(run)
+                    if not target.alive() and target.name not in died:
+                        died[target.name] = shape.key
+                        print(f"  !! {target.name} exited during {shape.key}", flush=True)
                     if rep == args.repeats - 1:
                         line.append(f"{target.name} {run.ok / run.seconds:,.0f}/s")
             print(f"  {shape.key:<14} " + "  ".join(sorted(line)), flush=True)
         print(f"waited {quiet_s:.0f}s in total for targets to go idle between runs", flush=True)
         for entry in lab.info:
+            if entry["name"] in died:
+                entry["note"] = f"exited during {died[entry['name']]}; later numbers are errors"
             if entry.get("available"):
                 entry["rss_end"] = procs.rss_by_role(procs.tree(lab.target(entry["name"]).pids))
     finally:
