@@ -135,6 +135,39 @@ def test_parallel_tool_calls(
     ]
 
 
+@pytest.mark.parametrize("arguments", [
+    json.dumps(json.dumps({"command": "ls -1"})),  # encoded twice
+    '```json\n{"command": "ls -1"}\n```',  # in a code fence
+    "",  # no arguments at all
+], ids=["double-encoded", "code-fence", "empty"])
+def test_repairable_tool_arguments(
+    anthropic_client: anthropic.Anthropic, backend: MockBackend, arguments: str
+) -> None:
+    item = {"tool_calls": [{"name": "bash", "arguments": arguments, "id": "call_r"}]}
+    plain, streamed = both_ways(anthropic_client, backend, item, tools=[BASH])
+    assert_same(plain, streamed)
+    expected = {} if not arguments else {"command": "ls -1"}
+    assert blocks(streamed)[-1] == {"type": "tool_use", "id": "call_r", "name": "bash",
+                                    "input": expected}
+
+
+def test_unrepairable_tool_arguments_are_reported(
+    gateway: Gateway, anthropic_client: anthropic.Anthropic, backend: MockBackend
+) -> None:
+    """Never `{}` standing in for arguments we could not read: an error on both paths."""
+    item = {"tool_calls": [{"name": "bash", "arguments": '{"command": "ls"}{"command": "rm"}'}]}
+    backend.script(item)
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        anthropic_client.messages.create(**params(tools=[BASH]))
+    assert caught.value.status_code == 502
+    assert "bash" in caught.value.body["error"]["message"]  # type: ignore[index]
+
+    backend.script(item)
+    error = error_event(raw_stream(gateway, params(tools=[BASH])).content)
+    assert error["error"]["type"] == "api_error"
+    assert "bash" in error["error"]["message"]
+
+
 def _chunk(delta: dict[str, Any], finish: str | None = None) -> str:
     choice = {"index": 0, "delta": delta, "finish_reason": finish}
     return "data: " + json.dumps({"id": "chatcmpl-raw", "object": "chat.completion.chunk",
