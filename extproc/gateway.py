@@ -23,6 +23,9 @@ class Gateway:
         self.registry = registry if registry is not None else default_registry()
         self.telemetry = Telemetry(config)
         self._http: aiohttp.ClientSession | None = None
+        # Short-lived side-request results, keyed by their owner (model lists, whether a
+        # backend offers /tokenize): a value and its monotonic expiry time.
+        self.cache: dict[str, tuple[float, object]] = {}
 
     def http(self) -> aiohttp.ClientSession:
         """A shared HTTP client for side requests (tokenize, model lists, search hooks)."""

@@ -14,6 +14,7 @@ from extproc.gateway import Gateway
 from extproc.mappings import error_type_for_status
 from extproc.processors.base import CONTINUE, Action, Continue, RequestInfo, Respond
 from extproc.processors.routing import to_backend
+from extproc.processors.server_tools import answer_server_tools
 from extproc.telemetry import Metadata, routing_metadata
 from extproc.translators.context import ResponseContext
 from extproc.translators.request import RequestOptions, translate_request
@@ -96,7 +97,7 @@ class MessagesProcessor:
     async def request_body(self, body: bytes, end_of_stream: bool) -> Action:
         self.record.body_received()
         try:
-            return self._to_backend(body)
+            return await self._to_backend(body)
         except GatewayError as err:
             return self._refuse(err)
 
@@ -106,7 +107,7 @@ class MessagesProcessor:
         self.record.end()
         return Respond.error(err)
 
-    def _to_backend(self, body: bytes) -> Action:
+    async def _to_backend(self, body: bytes) -> Action:
         config = self.gateway.config
         request = parse_body(body, config.limits.max_request_bytes)
         route = route_for(self.gateway, request)
@@ -119,7 +120,15 @@ class MessagesProcessor:
             log.info("prompt", request_id=self.info.request_id, prompt=request)
         if backend.schema_ == "anthropic":
             return self._pass_through(request, body, route, metadata)
-        translated = translate_request(request, RequestOptions.from_config(backend, route.model, config))
+        options = RequestOptions.from_config(backend, route.model, config)
+        translated = translate_request(request, options)
+        if translated.server_tools:
+            outcome = await answer_server_tools(self.gateway, request, translated, options)
+            if isinstance(outcome, Respond):  # the gateway answered for a server tool
+                self.status = outcome.status
+                self.record.end()
+                return outcome
+            translated = outcome
         if translated.dropped:
             log.info("fields_not_carried", request_id=self.info.request_id, fields=translated.dropped)
         self.context = translated.context

@@ -87,7 +87,10 @@ def translate_request(request: dict[str, Any], options: RequestOptions) -> Trans
     _output_format(request, body, dropped, options.max_json_depth)
     choice = request.get("tool_choice")
     if functions:
-        _tool_choice(choice, client_tools, body)
+        if _names_server_tool(choice, request.get("tools") or ()):
+            dropped.add("tool_choice")  # a server tool: the gateway answers for it
+        else:
+            _tool_choice(choice, client_tools, body)
         body["tools"] = functions
     elif choice is not None and choice["type"] in ("any", "tool"):
         dropped.add("tool_choice")  # no client tool to choose from
@@ -223,6 +226,15 @@ def _tools(tools: Any, max_depth: int, dropped: set[str]) -> tuple[list[dict[str
                 if tool[key] is not None and tool[key] is not False
             )
     return functions, server_tools
+
+
+def _names_server_tool(choice: dict[str, Any] | None, tools: Any) -> bool:
+    if choice is None or choice["type"] != "tool":
+        return False
+    return any(
+        tool.get("name") == choice["name"] and tool.get("type") not in (None, "custom")
+        for tool in tools
+    )
 
 
 def _tool_choice(
