@@ -166,6 +166,7 @@ class EnvoyOnly:
     url: str
     admin_url: str
     extproc_port: int
+    config_path: Path | None = None  # the extproc config (for `extproc serve --config`)
 
 
 def start_envoy_only(workdir: Path, config: dict[str, Any]) -> EnvoyOnly:
@@ -193,7 +194,7 @@ def start_envoy_only(workdir: Path, config: dict[str, Any]) -> EnvoyOnly:
     )
     admin_url = f"http://127.0.0.1:{admin}"
     wait_until(admin_url + "/ready", process.proc, process.log, timeout=60)
-    return EnvoyOnly(process, f"http://127.0.0.1:{listen}", admin_url, grpc_port)
+    return EnvoyOnly(process, f"http://127.0.0.1:{listen}", admin_url, grpc_port, path)
 
 
 @contextlib.contextmanager
