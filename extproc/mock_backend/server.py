@@ -9,7 +9,8 @@ Control API (not part of vLLM; paths start with /__mock/ and are not recorded):
 - GET  /__mock/script   {"pending": n}
 - GET  /__mock/requests every request received, in order:
                         [{"method","path","query","headers":{lower-case name: value},"body"}]
-                        (`body` is the parsed JSON, else text, else {"base64": ...}).
+                        (`body` is the parsed JSON, else text, else {"base64": ...});
+                        `raw_body` is the exact bytes, base64-encoded.
 - POST /__mock/reset    clears the script queue, the request log and the prefix cache.
 - GET  /__mock/config   the current settings; POST /__mock/config changes some (MockConfig
                         fields: family, dialect, models, tool_parser, chunk_delay_s, fast, ...).

@@ -109,6 +109,8 @@ class RecordedRequest:
             "query": self.query,
             "headers": {name.lower(): value for name, value in self.headers},
             "body": body,
+            # The exact bytes, for checks parsing would hide (key order, prefix stability).
+            "raw_body": base64.b64encode(self.body).decode(),
         }
 
 
