@@ -362,3 +362,32 @@ def test_multiprocess_mode_merges_every_workers_samples(tmp_path: Path) -> None:
     first = run("work")
     run("work")
     assert run("scrape", first).split() == ["2.0", "10.0", "1.0"]  # the exited worker's gauge is gone
+
+
+async def test_openai_clients_are_counted_and_routed_with_metadata(gateway: Gateway) -> None:
+    from extproc.processors.passthrough import ChatCompletionsProcessor
+
+    info = RequestInfo(method="POST", path="/v1/chat/completions", query="", headers={},
+                       request_id="req-oa")
+    proc = ChatCompletionsProcessor(info, gateway)
+    await proc.request_headers(False)
+    routed = await proc.request_body(orjson.dumps({"model": "claude-x", "messages": []}), True)
+    proc.close()
+    assert isinstance(routed, Continue) and routed.skip_rest
+    assert routed.metadata == {"extproc": {
+        "model": "qwen3-coder", "requested_model": "claude-x", "backend": "vllm"}}
+    series = ROUTED | {"api": "openai_chat_completions", "gen_ai_request_model": "claude-x"}
+    # The response is not processed: no status, no duration.
+    assert value(gateway, "extproc_requests_total", **series, status="", error_type="") == 1
+    assert value(gateway, "gen_ai_server_request_duration_seconds_count", **series,
+                 error_type="") == 0
+
+    refused = ChatCompletionsProcessor(info, gateway)
+    answer = await refused.request_body(b"{", True)
+    refused.close()
+    assert isinstance(answer, Respond) and answer.status == 400
+    unrouted = {key: "" for key in ROUTED} | {"api": "openai_chat_completions",
+                                              "gen_ai_operation_name": "chat"}
+    assert value(gateway, "extproc_requests_total", **unrouted, status="400",
+                 error_type="invalid_request_error") == 1
+    assert value(gateway, "extproc_inflight_requests") == 0

@@ -17,6 +17,7 @@ from extproc.processors.base import (
     Respond,
 )
 from extproc.processors.routing import CLIENT_CREDENTIALS, to_backend
+from extproc.telemetry import routing_metadata
 
 
 class UntouchedProcessor:
@@ -62,26 +63,41 @@ def openai_error(status: int, message: str, error_type: str) -> Respond:
 
 
 class ChatCompletionsProcessor(UntouchedProcessor):
-    """`/v1/chat/completions` for OpenAI clients: route by model, swap credentials, no translation."""
+    """`/v1/chat/completions` for OpenAI clients: route by model, swap credentials, no translation.
+
+    Counted in metrics and the request log (api `openai_chat_completions`); the response is
+    not processed, so its status and tokens are Envoy's to log.
+    """
+
+    def __init__(self, info: RequestInfo, gateway: Gateway) -> None:
+        super().__init__(info, gateway)
+        self.record = gateway.telemetry.start("openai_chat_completions", info.request_id, info.headers)
+
+    def _refuse(self, status: int, message: str, error_type: str) -> Respond:
+        self.record.status = status
+        self.record.fail(error_type)
+        self.record.end()
+        return openai_error(status, message, error_type)
 
     async def request_headers(self, end_of_stream: bool) -> Action:
         if end_of_stream:
-            return openai_error(400, "request body is empty", "invalid_request_error")
+            return self._refuse(400, "request body is empty", "invalid_request_error")
         return CONTINUE
 
     async def request_body(self, body: bytes, end_of_stream: bool) -> Action:
+        self.record.body_received()
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            return openai_error(400, f"request body is not valid JSON: {exc}", "invalid_request_error")
+            return self._refuse(400, f"request body is not valid JSON: {exc}", "invalid_request_error")
         model = request.get("model") if isinstance(request, dict) else None
         if not isinstance(model, str) or not model:
-            return openai_error(400, "model: field required", "invalid_request_error")
+            return self._refuse(400, "model: field required", "invalid_request_error")
         route = resolve_model(self.gateway.config, model)
         if route is None:
-            return openai_error(404, f"model {model!r} is not served here", "not_found_error")
+            return self._refuse(404, f"model {model!r} is not served here", "not_found_error")
         if route.backend.schema_ != "openai":
-            return openai_error(
+            return self._refuse(
                 400, f"model {model!r} is served by an Anthropic-schema backend", "invalid_request_error"
             )
         new_body: bytes | None = None
@@ -90,10 +106,11 @@ class ChatCompletionsProcessor(UntouchedProcessor):
             try:
                 new_body = orjson.dumps(request)
             except orjson.JSONEncodeError:  # orjson writes at most 254 levels
-                return openai_error(
+                return self._refuse(
                     400, "request nests too deeply to forward (over 254 levels)",
                     "invalid_request_error",
                 )
+        self.record.routed(model, route.model, route.backend.name, route.backend.schema_)
         set_headers, remove = to_backend(
             self.gateway.config,
             route.backend,
@@ -106,4 +123,8 @@ class ChatCompletionsProcessor(UntouchedProcessor):
             body=new_body,
             clear_route_cache=True,
             skip_rest=True,
+            metadata=routing_metadata(model, route.model, route.backend.name),
         )
+
+    def close(self) -> None:
+        self.record.close()
