@@ -14,6 +14,7 @@ attributes become labels the same way (`gen_ai.request.model` -> `gen_ai_request
 | extproc_inflight_requests | gauge | - |
 | extproc_inflight_streams | gauge | - |
 | extproc_translation_errors_total | counter | kind |
+| extproc_processor_failures_total | counter | phase (our bug: the client got a 500) |
 
 SERIES = api, gen_ai_operation_name, gen_ai_provider_name, gen_ai_request_model,
 gen_ai_response_model, backend.
@@ -200,6 +201,10 @@ class Metrics:
             "extproc_translation_errors", "Backend answers we could not translate faithfully.",
             ("kind",), registry=reg,
         )
+        self.processor_failures = Counter(
+            "extproc_processor_failures", "Exceptions in a processor (answered with a 500).",
+            ("phase",), registry=reg,
+        )
         self._errors = {kind: self.translation_errors.labels(kind) for kind in TRANSLATION_ERROR_KINDS}
         self._series: dict[SeriesKey, _Series] = {}
 
@@ -239,6 +244,9 @@ class Metrics:
             if child is None:
                 child = self._errors[kind] = self.translation_errors.labels(kind)
             child.inc(count)
+
+    def processor_failed(self, phase: str) -> None:
+        self.processor_failures.labels(phase).inc()
 
     def scrape_registry(self) -> Any:
         """What /metrics exposes: this registry, or every worker's files in multiprocess mode."""

@@ -391,3 +391,30 @@ async def test_openai_clients_are_counted_and_routed_with_metadata(gateway: Gate
     assert value(gateway, "extproc_requests_total", **unrouted, status="400",
                  error_type="invalid_request_error") == 1
     assert value(gateway, "extproc_inflight_requests") == 0
+
+
+async def test_a_processor_exception_is_counted_by_phase(gateway: Gateway) -> None:
+    from envoy.config.core.v3.base_pb2 import HeaderMap, HeaderValue
+    from envoy.service.ext_proc.v3.external_processor_pb2 import HttpHeaders, ProcessingRequest
+
+    from extproc.service.registry import Registry
+    from extproc.service.servicer import ExtProcServicer
+
+    class Broken(MessagesProcessor):
+        async def request_headers(self, end_of_stream: bool) -> Continue | Respond:
+            raise RuntimeError("boom")
+
+    registry = Registry()
+    registry.add("/boom", Broken)
+    gw = Gateway(gateway.config, registry)
+    headers = HeaderMap(headers=[HeaderValue(key=":path", raw_value=b"/boom"),
+                                 HeaderValue(key=":method", raw_value=b"POST")])
+
+    async def messages() -> Any:
+        yield ProcessingRequest(request_headers=HttpHeaders(headers=headers))
+
+    with structlog.testing.capture_logs():
+        answers = [a async for a in ExtProcServicer(gw).Process(messages(), None)]
+    assert answers[0].immediate_response.status.code == 500
+    assert value(gw, "extproc_processor_failures_total", phase="request_headers") == 1
+    assert value(gw, "extproc_inflight_requests") == 0

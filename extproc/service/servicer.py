@@ -74,6 +74,7 @@ class ExtProcServicer(ext_proc_grpc.ExternalProcessorServicer):  # type: ignore[
                         action = await _dispatch(processor, phase, request)
                 except Exception:
                     log.exception("processor_failed", phase=phase)
+                    self.gateway.telemetry.metrics.processor_failed(phase)
                     action = Respond.error(_INTERNAL)
                 yield render(phase, action)
         finally:
