@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import aiohttp
+import yaml
 
 from extproc.config import Backend, Config, parse_hostport
 from extproc.server import ExtProcServer
@@ -80,13 +81,23 @@ async def start_mock_backend() -> tuple[asyncio.subprocess.Process, str]:
 
 
 async def spawn_envoy(config: Config, workdir: Path, profile: str = "local") -> asyncio.subprocess.Process:
-    from extproc.envoy_config import render_envoy_config
+    """Render envoy.yaml in a child that then becomes Envoy.
 
-    path = workdir / "envoy.yaml"
-    path.write_text(render_envoy_config(config, profile=profile))
+    Rendering imports the large typed Envoy API (`envoy-data-plane`); doing it in the child
+    keeps that memory out of this process, which serves ext_proc traffic, and overlaps it
+    with our own start-up.
+    """
+    config_path = workdir / "extproc.yaml"
+    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True)))
+    envoy_yaml = workdir / "envoy.yaml"
+    script = (
+        '"$0" -m extproc envoy-config --config "$1" --profile "$2" > "$3" '
+        '&& exec "$4" -c "$3" --use-dynamic-base-id --log-level warning '
+        '--drain-time-s "$5" --drain-strategy immediate'
+    )
     return await asyncio.create_subprocess_exec(
-        envoy_binary(), "-c", str(path), "--use-dynamic-base-id", "--log-level", "warning",
-        "--drain-time-s", str(int(config.timeouts.drain_s)), "--drain-strategy", "immediate",
+        "/bin/sh", "-c", script, sys.executable, str(config_path), profile, str(envoy_yaml),
+        envoy_binary(), str(int(config.timeouts.drain_s)),
     )
 
 
