@@ -28,6 +28,7 @@ def exported() -> dict[str, set[str]]:
         input_tokens=3, output_tokens=2, cache_read_tokens=1, usage_known=True,
     ))
     metrics.translation_error("stream_failed")
+    metrics.processor_failed("request_body")
     metrics.inflight_streams.inc()
     samples: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(metrics.exposition()[0].decode()):
