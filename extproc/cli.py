@@ -110,7 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from extproc.server import run
 
-        run(config)
+        try:
+            run(config)
+        except OSError as exc:  # a busy or forbidden port: one line, no traceback
+            print(f"extproc serve: {exc}", file=sys.stderr)
+            return 1
         return 0
     from extproc.launcher import run_up
 

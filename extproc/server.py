@@ -47,13 +47,20 @@ class ExtProcServer:
         self.port = self._server.add_insecure_port(self.config.extproc_listen)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.config.extproc_listen}")
-        await self._server.start()
         if self.config.metrics_listen:
+            # Before the gRPC server starts, so a busy port leaves nothing running.
             host, port = parse_hostport(self.config.metrics_listen)
-            self.metrics_server = MetricsServer(self.gateway.telemetry.metrics, host, port)
-            await self.metrics_server.start()
+            metrics_server = MetricsServer(self.gateway.telemetry.metrics, host, port)
+            try:
+                await metrics_server.start()
+            except OSError as exc:
+                await self._server.stop(0)
+                raise OSError(f"cannot listen on metrics_listen {self.config.metrics_listen}: "
+                              f"{exc.strerror or exc}") from None
+            self.metrics_server = metrics_server
             log.info("metrics_listening", address=self.config.metrics_listen,
-                     port=self.metrics_server.port)
+                     port=metrics_server.port)
+        await self._server.start()
         for service in ("", EXT_PROC_SERVICE):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         log.info("extproc_listening", address=self.config.extproc_listen, port=self.port)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,3 +148,18 @@ def test_a_failed_request_span_carries_error_type() -> None:
     [span] = exporter.get_finished_spans()
     assert (span.attributes or {})["error.type"] == "incomplete"
     assert span.status.status_code is StatusCode.ERROR
+
+
+def test_a_busy_metrics_port_is_one_line_not_a_traceback() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "extproc", "serve", "--extproc-listen", "127.0.0.1:0",
+             "--metrics-listen", f"127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=60,
+        )
+    assert done.returncode == 1
+    [line] = done.stderr.strip().splitlines()
+    assert f"metrics_listen 127.0.0.1:{port}" in line and "already in use" in line
