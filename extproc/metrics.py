@@ -73,6 +73,7 @@ OPERATION: Final = "chat"
 TRANSLATION_ERROR_KINDS: Final = (
     "invalid_backend_response",  # a non-streaming body we could not read
     "stream_failed",  # a stream we ended with `event: error` (backend error, cut, unreadable)
+    "stream_translation_failed",  # an exception in the stream translator (our bug)
     "invalid_tool_arguments",
     "dropped_tool_deltas",
     "unknown_tool_calls",  # calls to tools the client never declared, held back
