@@ -137,7 +137,9 @@ class CountTokensProcessor:
         return count
 
     async def response_headers(self, headers: Mapping[str, str], end_of_stream: bool) -> Action:
-        return CONTINUE
+        # Only an Anthropic backend's answer gets here (Envoy ignores the skip_rest sent with
+        # the request body): it needs no change, and its body no trip through us.
+        return Continue(skip_rest=True)
 
     async def response_body(self, chunk: bytes, end_of_stream: bool) -> Action:
         return CONTINUE

@@ -178,6 +178,13 @@ class MessagesProcessor:
             self.status = int(headers.get(":status", "0"))
         except ValueError:
             self.status = 502
+        if self.answer is Answer.PASSTHROUGH:
+            # Envoy ignores a mode_override sent with a body response, so the answer of an
+            # Anthropic-schema backend still comes by: let it, and its body, through untouched.
+            if not 200 <= self.status < 300:
+                self.record.fail(error_type_for_status(self.status))
+            self.record.end()
+            return Continue(skip_rest=True)
         content_type = headers.get("content-type", "")
         if not 200 <= self.status < 300:
             self.answer = Answer.ERROR
