@@ -46,7 +46,7 @@ class SearchHook:
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+X
                 length = int(self.headers.get("content-length", "0"))
                 hook.queries.append(json.loads(self.rfile.read(length)))
                 body = json.dumps({"results": SEARCH_RESULTS}).encode()
