@@ -19,6 +19,8 @@ from extproc.config import Backend, Config, parse_hostport
 from extproc.server import ExtProcServer
 from extproc.workers import Workers
 
+# The listener's connection manager has stat_prefix "ingress" (envoy_config.py).
+_ACTIVE_STAT = "http.ingress.downstream_rq_active"
 MOCK_BANNER = (
     "!!! No backend configured: using the BUILT-IN MOCK backend at {url} (scripted, not a model). "
     "Pass --backend http://HOST:PORT/v1 or --config FILE for a real one. !!!"
@@ -167,10 +169,33 @@ async def _drain(config: Config, server: ExtProcServer) -> None:
     admin = url_of(config.admin_listen)
     with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            # Graceful first: open connections are told to close (HTTP/1.1 `Connection:
+            # close`, HTTP/2 GOAWAY) once their requests end. Then the listeners stop at
+            # once: the graceful drain alone keeps accepting new connections for drain_s.
             await session.post(admin + "/drain_listeners?graceful")
+            await session.post(admin + "/drain_listeners")
     deadline = asyncio.get_running_loop().time() + config.timeouts.drain_s
-    while server.servicer.open_streams and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.05)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as session:
+        while asyncio.get_running_loop().time() < deadline:
+            # Envoy's count covers requests served by every ext_proc worker process.
+            active = await _active_requests(session, admin)
+            if not active and not server.servicer.open_streams:
+                return
+            await asyncio.sleep(0.05)
+
+
+async def _active_requests(session: aiohttp.ClientSession, admin: str) -> int | None:
+    """Client requests Envoy is still serving, or None when its admin cannot say."""
+    try:
+        async with session.get(admin + "/stats", params={"filter": f"^{_ACTIVE_STAT}$"}) as reply:
+            text = await reply.text()
+    except (TimeoutError, aiohttp.ClientError):
+        return None
+    for line in text.splitlines():
+        name, _, value = line.partition(": ")
+        if name == _ACTIVE_STAT and value.strip().isdigit():
+            return int(value)
+    return None
 
 
 def run_up(config: Config) -> int:
