@@ -46,7 +46,7 @@ class SearchHook:
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
-X
+            def do_POST(self) -> None:  # http.server's method name
                 length = int(self.headers.get("content-length", "0"))
                 hook.queries.append(json.loads(self.rfile.read(length)))
                 body = json.dumps({"results": SEARCH_RESULTS}).encode()
