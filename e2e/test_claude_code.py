@@ -74,6 +74,13 @@ SCENARIOS: list[dict[str, Any]] = [
          ],
          "interleave_tool_calls": True,
      }]},
+    # The model calls Claude Code's WebSearch tool; Claude Code's side request (only the
+    # web_search_20250305 server tool) is answered by the gateway, never by a backend.
+    {"name": "web-search", "prompt": "Search the web for envoy ext_proc.", "model": "qwen3-coder",
+     "script": [
+         {"tool_calls": [{"name": "WebSearch", "arguments": {"query": "envoy ext_proc"}}]},
+         {"text": "Web search is not available here."},
+     ]},
     {"name": "thinking", "prompt": "Say hello.", "model": "qwen3-32b",
      "script": [{"reasoning": REASONING, "text": "Hello after thinking."}]},
     # The error is queued more than once: the pinned version asks once, but 2.1.332 asks again
@@ -295,6 +302,24 @@ def test_tool_round_trip(runs: dict[str, Any], name: str) -> None:
         assert assistant["content"].startswith("<think>")  # and goes back to the model
         expected = result
     assert_success(run, expected)
+
+
+def test_web_search_ends_in_one_round_trip(runs: dict[str, Any]) -> None:
+    """WebSearch through an OpenAI backend: the gateway answers the side request with an
+    `unavailable` web_search_tool_result, Claude Code hands that to the model once, and the
+    model answers. No retry loop, and no backend ever sees the server tool."""
+    run = scenario(runs, "web-search")
+    assert_success(run, "Web search is not available here.")
+    [tool_use] = blocks(run, "tool_use")
+    assert tool_use["name"] == "WebSearch"
+    [tool_result] = blocks(run, "tool_result", role="user")
+    assert tool_result["tool_use_id"] == tool_use["id"]
+    first, follow_up = chat_requests(run)  # exactly two model calls: no loop
+    tool = follow_up["messages"][-1]
+    assert tool["role"] == "tool" and tool["tool_call_id"] == tool_use["id"]
+    assert "unavailable on this gateway" in json.dumps(tool["content"])
+    everything = json.dumps(run["requests"] + run["background_requests"])
+    assert "web_search_20250305" not in everything
 
 
 @pytest.mark.parametrize("name", ["tool-kimi", "tool-glm"])
