@@ -105,7 +105,12 @@ class MessagesProcessor:
         self.status, self.error_type = err.status, err.error_type
         self.record.fail(err.error_type)
         self.record.end()
-        return Respond.error(err)
+        return Respond(status=err.status, body=self._scrub(err.body()))
+
+    def _scrub(self, data: bytes) -> bytes:
+        """A backend's error text may quote the credential we sent it: never pass that on."""
+        key = self.backend.api_key() if self.backend is not None else None
+        return data.replace(key.encode(), b"[redacted]") if key else data
 
     async def _to_backend(self, body: bytes) -> Action:
         config = self.gateway.config
@@ -192,7 +197,8 @@ class MessagesProcessor:
             if end_of_stream:
                 self.record.end()
                 status, body = translate_error(self.status, b"")
-                return Continue(set_headers=(_JSON,), remove_headers=("content-length",), body=body)
+                return Continue(set_headers=(_JSON,), remove_headers=("content-length",),
+                                body=self._scrub(body))
             return Continue(set_headers=(_JSON,), remove_headers=("content-length",))
         if end_of_stream:  # a success status and no body at all: no answer to translate
             return self._refuse(BackendError.from_status(
@@ -221,6 +227,8 @@ class MessagesProcessor:
                 log.exception("stream_translation_failed", request_id=self.info.request_id)
                 self.record.problem("stream_translation_failed")
                 out = self.stream.fail("the gateway failed to translate the backend stream")
+            if out and self.stream.error is not None:  # this chunk ended in `event: error`
+                out = self._scrub(out)
             if self.stream.first_token_seen:
                 self.record.first_token()
             if end_of_stream:
@@ -230,7 +238,7 @@ class MessagesProcessor:
             status, body = translate_error(self.status, chunk)
             if end_of_stream:
                 self.record.end()
-            return Continue(body=body)
+            return Continue(body=self._scrub(body))
         if self.answer is Answer.JSON:
             assert self.context is not None
             try:
