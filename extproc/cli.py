@@ -99,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ConfigError) as exc:
         print(f"extproc: error: {exc}", file=sys.stderr)
         return 2
+    if config.workers > 1 and args.command in ("up", "serve"):
+        _share_metrics_between_workers()
     from extproc.observe import configure_logging
 
     configure_logging(config.log_level, log_prompts=config.log_prompts)
@@ -119,3 +121,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from extproc.launcher import run_up
 
     return run_up(config)
+
+
+def _share_metrics_between_workers() -> None:
+    """Worker processes write metrics to files in one directory; worker 0 serves them merged.
+
+    prometheus_client reads the variable when it is imported, so this runs before any import
+    of it; worker processes inherit it.
+    """
+    import os
+    import tempfile
+
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="extproc-metrics-")
+
