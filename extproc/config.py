@@ -204,9 +204,37 @@ class WebSearchHook(_Strict):
         return os.environ.get(self.api_key_env) or None
 
 
+class ExtProcTLS(_Strict):
+    """TLS on the ext_proc gRPC port; the rendered Envoy cluster speaks it with the same files.
+
+    With `client_cert_file` and `client_key_file` it is mutual: Envoy presents that
+    certificate, and the server accepts only clients whose certificate chains to `ca_file`.
+    """
+
+    cert_file: str  # the server's certificate chain (PEM)
+    key_file: str  # its private key (PEM)
+    ca_file: str  # the CA Envoy verifies the server with (and, for mTLS, the server Envoy)
+    client_cert_file: str | None = None  # Envoy's certificate (mTLS)
+    client_key_file: str | None = None
+    # The name Envoy expects in the server certificate and sends as SNI; default: the host
+    # Envoy connects to.
+    server_name: str | None = None
+
+    @model_validator(mode="after")
+    def _client_pair(self) -> ExtProcTLS:
+        if (self.client_cert_file is None) != (self.client_key_file is None):
+            raise ValueError("client_cert_file and client_key_file go together (mTLS)")
+        return self
+
+    @property
+    def mutual(self) -> bool:
+        return self.client_cert_file is not None
+
+
 class Config(_Strict):
     listen: HostPort = HostPort("127.0.0.1:8080")
     extproc_listen: HostPort = HostPort("127.0.0.1:50051")
+    extproc_tls: ExtProcTLS | None = None
     metrics_listen: HostPort | None = None
     admin_listen: HostPort = HostPort("127.0.0.1:9901")
     backends: tuple[Backend, ...] = ()

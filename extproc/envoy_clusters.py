@@ -15,7 +15,7 @@ from envoy_data_plane.envoy.extensions.upstreams.http import v3 as upstream_http
 from envoy_data_plane.envoy.type.matcher import v3 as matcher
 from envoy_data_plane.google.protobuf import Any as AnyProto
 
-from extproc.config import Backend, Config
+from extproc.config import Backend, Config, ExtProcTLS
 
 EXTPROC_CLUSTER = "extproc"
 # Where Debian/Ubuntu/Alpine (and the envoyproxy/envoy image) keep the system CA bundle;
@@ -99,7 +99,59 @@ def extproc_cluster(config: Config, host: str, port: int) -> cluster_v3.Cluster:
     cluster.typed_extension_protocol_options = {
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": AnyProto.pack(options)
     }
+    if config.extproc_tls is not None:
+        cluster.transport_socket = extproc_tls_socket(config.extproc_tls, host)
     return cluster
+
+
+def extproc_tls_socket(settings: ExtProcTLS, host: str) -> core.TransportSocket:
+    """TLS to the ext_proc server (ALPN h2, as gRPC requires), verified against `ca_file`;
+    with a client certificate for mTLS."""
+    certificates = []
+    if settings.client_cert_file is not None and settings.client_key_file is not None:
+        certificates.append(
+            tls.TlsCertificate(
+                certificate_chain=core.DataSource(filename=settings.client_cert_file),
+                private_key=core.DataSource(filename=settings.client_key_file),
+            )
+        )
+    context = _verified_tls(
+        settings.server_name or host, settings.ca_file, alpn=["h2"], certificates=certificates
+    )
+    return core.TransportSocket(
+        name="envoy.transport_sockets.tls", typed_config=AnyProto.pack(context)
+    )
+
+
+def _verified_tls(
+    name: str,
+    ca_file: str,
+    *,
+    alpn: list[str] | None = None,
+    certificates: list[tls.TlsCertificate] | None = None,
+) -> tls.UpstreamTlsContext:
+    """An upstream TLS context checking that the peer's certificate names `name` and chains
+    to `ca_file`; SNI carries `name` unless it is an IP."""
+    san_type = (
+        tls.SubjectAltNameMatcherSanType.IP_ADDRESS
+        if is_ip(name)
+        else tls.SubjectAltNameMatcherSanType.DNS
+    )
+    return tls.UpstreamTlsContext(
+        sni="" if is_ip(name) else name,  # SNI never carries an IP
+        common_tls_context=tls.CommonTlsContext(
+            alpn_protocols=alpn or [],
+            tls_certificates=certificates or [],
+            validation_context=tls.CertificateValidationContext(
+                trusted_ca=core.DataSource(filename=ca_file),
+                match_typed_subject_alt_names=[
+                    tls.SubjectAltNameMatcher(
+                        san_type=san_type, matcher=matcher.StringMatcher(exact=name)
+                    )
+                ],
+            )
+        ),
+    )
 
 
 def backend_cluster(config: Config, backend: Backend) -> cluster_v3.Cluster:
@@ -107,24 +159,7 @@ def backend_cluster(config: Config, backend: Backend) -> cluster_v3.Cluster:
     for https base URLs."""
     cluster = _cluster(backend.cluster, backend.host, backend.port, config)
     if backend.tls:
-        san_type = (
-            tls.SubjectAltNameMatcherSanType.IP_ADDRESS
-            if is_ip(backend.host)
-            else tls.SubjectAltNameMatcherSanType.DNS
-        )
-        context = tls.UpstreamTlsContext(
-            sni="" if is_ip(backend.host) else backend.host,  # SNI never carries an IP
-            common_tls_context=tls.CommonTlsContext(
-                validation_context=tls.CertificateValidationContext(
-                    trusted_ca=core.DataSource(filename=SYSTEM_CA_BUNDLE),
-                    match_typed_subject_alt_names=[
-                        tls.SubjectAltNameMatcher(
-                            san_type=san_type, matcher=matcher.StringMatcher(exact=backend.host)
-                        )
-                    ],
-                )
-            ),
-        )
+        context = _verified_tls(backend.host, SYSTEM_CA_BUNDLE)
         cluster.transport_socket = core.TransportSocket(
             name="envoy.transport_sockets.tls", typed_config=AnyProto.pack(context)
         )

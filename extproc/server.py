@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from extproc.config import Config, parse_hostport
+from extproc.config import Config, ExtProcTLS, parse_hostport
 from extproc.gateway import Gateway
 from extproc.metrics import MetricsServer
 from extproc.service.servicer import ExtProcServicer, add_to_server
@@ -44,7 +46,7 @@ class ExtProcServer:
         self.metrics_server: MetricsServer | None = None
 
     async def start(self) -> int:
-        self.port = self._server.add_insecure_port(self.config.extproc_listen)
+        self.port = self._bind()
         if self.port == 0:
             raise OSError(f"cannot listen on {self.config.extproc_listen}")
         if self.config.metrics_listen:
@@ -66,6 +68,17 @@ class ExtProcServer:
         log.info("extproc_listening", address=self.config.extproc_listen, port=self.port)
         return self.port
 
+    def _bind(self) -> int:
+        address, tls = self.config.extproc_listen, self.config.extproc_tls
+        if tls is not None:
+            return int(self._server.add_secure_port(address, server_credentials(tls)))
+        host, _ = parse_hostport(address)
+        if not is_loopback(host):
+            # Prompts, answers and (with forward_client_api_key) client keys cross this port.
+            log.warning("extproc_listening_without_tls", address=address,
+                        hint="set extproc_tls, or listen on 127.0.0.1 (sidecar)")
+        return int(self._server.add_insecure_port(address))
+
     async def stop(self, grace: float | None = None) -> None:
         """Refuse new streams, let in-flight ones finish for `grace` seconds, then cut."""
         await self.health.enter_graceful_shutdown()
@@ -76,6 +89,31 @@ class ExtProcServer:
 
     async def wait(self) -> None:
         await self._server.wait_for_termination()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+def server_credentials(tls: ExtProcTLS) -> grpc.ServerCredentials:
+    """The server's certificate; with mTLS, also the CA client certificates must chain to."""
+
+    def read(path: str) -> bytes:
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise OSError(f"extproc_tls: cannot read {path}: {exc.strerror or exc}") from None
+
+    return grpc.ssl_server_credentials(
+        [(read(tls.key_file), read(tls.cert_file))],
+        root_certificates=read(tls.ca_file) if tls.mutual else None,
+        require_client_auth=tls.mutual,
+    )
 
 
 async def serve(config: Config, *, on_ready: Callable[[int], None] | None = None) -> None:
