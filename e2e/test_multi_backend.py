@@ -408,3 +408,29 @@ def test_two_turns_of_claude_code_share_a_byte_identical_prefix(
     assert first.endswith(b"]}")
     assert second.startswith(first[:-2] + b",")  # turn 2 = turn 1 + more messages
     assert len(second) > len(first)
+
+
+# ---- pass-through answers stream ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("path", "model", "body_extra"), [
+    ("/v1/chat/completions", "qwen3-coder", {}),  # OpenAI clients sharing the gateway
+    ("/v1/messages", "claude-opus-4-1", {"max_tokens": 64}),  # an Anthropic-schema backend
+])
+def test_pass_through_answers_are_streamed_not_buffered(
+    multi: Gateway, vllm: MockBackend, claude: MockBackend, path: str, model: str,
+    body_extra: dict[str, Any],
+) -> None:
+    """Envoy ignores a skip_rest sent with the request body; without skipping again at the
+    response headers, the SSE answer would be buffered whole (one piece at the very end)."""
+    for mock in (vllm, claude):
+        mock.reset()
+        mock.script({"text": "one two three four five six", "chunk_delay_s": 0.2})
+    body = {"model": model, "stream": True, "messages": user("count"), **body_extra}
+    with httpx.stream("POST", multi.url + path, json=body, timeout=30,
+                      headers={"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"}
+                      ) as reply:
+        assert reply.status_code == 200
+        pieces = [piece for piece in reply.iter_raw() if piece]
+    assert len(pieces) > 3, pieces  # events arrive as written, 0.2 s apart
+    assert b"three" in b"".join(pieces)

@@ -126,5 +126,10 @@ class ChatCompletionsProcessor(UntouchedProcessor):
             metadata=routing_metadata(model, route.model, route.backend.name),
         )
 
+    async def response_headers(self, headers: Mapping[str, str], end_of_stream: bool) -> Action:
+        # Envoy ignores the skip_rest sent with the request body, so the answer still comes
+        # by; skipping here lets its body (SSE included) stream through instead of buffering.
+        return Continue(skip_rest=True)
+
     def close(self) -> None:
         self.record.close()
