@@ -189,6 +189,15 @@ def test_non_sse_body_labelled_event_stream(faulty: Gateway, backend: MockBacken
     assert b"chatcmpl" not in raw and b"plain JSON" not in raw
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+def test_success_status_with_an_empty_body(faulty: Gateway, backend: MockBackend, stream: bool) -> None:
+    content_type = "text/event-stream" if stream else "application/json"
+    backend.script({"raw_body": "", "status": 200, "content_type": content_type})
+    reply = httpx.post(faulty.url + "/v1/messages", json=body(stream), headers=HEADERS, timeout=15)
+    error = anthropic_error(reply, 502)
+    assert error["type"] == "api_error" and "empty body" in error["message"]
+
+
 def test_html_error_page_on_a_streaming_request(faulty: Gateway, backend: MockBackend) -> None:
     page = "<html><head><title>503 Service Unavailable</title></head><body>nginx</body></html>"
     backend.script({"raw_body": page, "status": 503, "content_type": "text/html"})
