@@ -23,6 +23,11 @@ from pydantic import ValidationError
 from extproc.errors import InvalidRequest
 from extproc.mappings import TOOL_CHOICE
 from extproc.schemas.anthropic import KNOWN_REQUEST_FIELDS, MessageCreateParams, describe_error
+from extproc.translators.client_tools import (
+    CONSUMED_FIELDS,
+    client_tool_function,
+    is_client_tool_type,
+)
 from extproc.translators.context import ResponseContext
 from extproc.translators.conversation import convert_conversation, json_deeper_than
 from extproc.translators.options import RequestOptions
@@ -200,25 +205,31 @@ def _tools(tools: Any, max_depth: int, dropped: set[str]) -> tuple[list[dict[str
     names: set[str] = set()
     for number, tool in enumerate(tools):
         kind = tool.get("type")
-        if kind is not None and kind != "custom":
-            # Anthropic runs these itself; they are not functions the backend may call.
-            server_tools.append(kind)
-            continue
-        name = tool["name"]
+        function: dict[str, Any] | None
+        if kind is None or kind == "custom":
+            function, consumed = {"name": tool["name"]}, _CLIENT_TOOL_FIELDS
+            schema = tool["input_schema"]
+            if json_deeper_than(schema, max_depth):
+                raise InvalidRequest(
+                    f"tools.{number}.input_schema: nested deeper than {max_depth} levels"
+                )
+            if tool.get("description"):
+                function["description"] = tool["description"]
+            function["parameters"] = schema
+        else:
+            # Anthropic-defined tools the client runs (bash, text editor, ...) get their
+            # schema written out; the others Anthropic runs itself (web search, ...): they
+            # are not functions the backend may call.
+            function, consumed = client_tool_function(tool), CONSUMED_FIELDS
+            if function is None:
+                server_tools.append(kind)
+                continue
+        name = function["name"]
         if name in names:
             raise InvalidRequest(f"tools.{number}.name: tool name {name!r} is used twice")
         names.add(name)
-        schema = tool["input_schema"]
-        if json_deeper_than(schema, max_depth):
-            raise InvalidRequest(
-                f"tools.{number}.input_schema: nested deeper than {max_depth} levels"
-            )
-        function: dict[str, Any] = {"name": name}
-        if tool.get("description"):
-            function["description"] = tool["description"]
-        function["parameters"] = schema
         functions.append({"type": "function", "function": function})
-        extra = tool.keys() - _CLIENT_TOOL_FIELDS
+        extra = tool.keys() - consumed
         if extra:
             dropped.update(
                 "cache_control" if key == "cache_control" else f"tools.{key}"
@@ -232,7 +243,9 @@ def _names_server_tool(choice: dict[str, Any] | None, tools: Any) -> bool:
     if choice is None or choice["type"] != "tool":
         return False
     return any(
-        tool.get("name") == choice["name"] and tool.get("type") not in (None, "custom")
+        tool.get("name") == choice["name"]
+        and tool.get("type") not in (None, "custom")
+        and not is_client_tool_type(tool.get("type"))
         for tool in tools
     )
 
