@@ -29,6 +29,7 @@ SECTION_SEPARATOR: Final = "\n\n"
 
 _ASSISTANT_ONLY: Final = frozenset({"tool_use", "thinking", "redacted_thinking", "server_tool_use"})
 _USER_ONLY: Final = frozenset({"tool_result", "image", "document", "search_result"})
+_MESSAGE_FIELDS: Final = ("role", "content")
 
 
 def convert_conversation(
@@ -39,12 +40,16 @@ def convert_conversation(
     out: list[ChatMessage] = []
     for index, message in enumerate(request["messages"]):
         role, content = message["role"], message["content"]
+        if len(message) > 2:  # nothing but role and content has a place in a chat message
+            dropped.update(f"messages.{key}" for key in message if key not in _MESSAGE_FIELDS)
         if role == "user":
             _user(content, f"messages.{index}", out, dropped)
         elif role == "assistant":
             out.append(_assistant(content, f"messages.{index}", options, dropped))
         else:
-            text = _system_message_text(content, f"messages.{index}", dropped)
+            text = _system_message_text(
+                content, f"messages.{index}", options.strip_billing_header, dropped
+            )
             if not text:
                 continue
             if options.system_merge == "hoist":
@@ -65,23 +70,21 @@ def _system_prompt(system: str | list[Block] | None, strip_billing: bool, droppe
     if system is None:
         return ""
     if isinstance(system, str):
-        if strip_billing and system.startswith(BILLING_HEADER_PREFIX):
-            return system.partition("\n")[2]
-        return system
+        return _without_billing_line(system) if strip_billing else system
     texts = []
     for block in system:
-        _note_cache_control(block, dropped)
-        text = block["text"]
-        if strip_billing and text.startswith(BILLING_HEADER_PREFIX):
-            continue
+        _note_block_fields(block, dropped)
+        text = _without_billing_line(block["text"]) if strip_billing else block["text"]
         if text:
             texts.append(text)
     return PART_SEPARATOR.join(texts)
 
 
-def _system_message_text(content: str | list[Block], where: str, dropped: set[str]) -> str:
+def _system_message_text(
+    content: str | list[Block], where: str, strip_billing: bool, dropped: set[str]
+) -> str:
     if isinstance(content, str):
-        return content
+        return _without_billing_line(content) if strip_billing else content
     texts = []
     for number, block in enumerate(content):
         if block["type"] != "text":
@@ -89,9 +92,21 @@ def _system_message_text(content: str | list[Block], where: str, dropped: set[st
                 f"{where}.content.{number}: a system message may only hold text blocks,"
                 f" got {block['type']!r}"
             )
-        _note_cache_control(block, dropped)
-        texts.append(block["text"])
+        _note_block_fields(block, dropped)
+        text = block["text"]
+        if strip_billing and text.startswith(BILLING_HEADER_PREFIX):
+            text = _without_billing_line(text)
+            if not text:
+                continue
+        texts.append(text)
     return PART_SEPARATOR.join(texts)
+
+
+def _without_billing_line(text: str) -> str:
+    """The text without Claude Code's leading billing-header line (it changes every call)."""
+    if text.startswith(BILLING_HEADER_PREFIX):
+        return text.partition("\n")[2]
+    return text
 
 
 # ---- user --------------------------------------------------------------------------------
@@ -110,13 +125,13 @@ def _user(
     for number, block in enumerate(content):
         kind = block["type"]
         at = f"{where}.content.{number}"
-        _note_cache_control(block, dropped)
+        _note_block_fields(block, dropped)
         if kind == "text":
             parts.append(_text_part(block["text"]))
         elif kind == "image":
             parts.append(_image_part(block, at))
         elif kind == "document":
-            parts.extend(_document_parts(block, at))
+            parts.extend(_document_parts(block, at, dropped))
         elif kind == "search_result":
             parts.append(_text_part(_search_result_text(block, dropped)))
         elif kind == "tool_result":
@@ -148,13 +163,13 @@ def _tool_result(
         for number, item in enumerate(content):
             kind = item["type"]
             at = f"{where}.content.{number}"
-            _note_cache_control(item, dropped)
+            _note_block_fields(item, dropped)
             if kind == "text":
                 texts.append(item["text"])
             elif kind == "image":
                 images.append(_image_part(item, at))
             elif kind == "document":
-                for part in _document_parts(item, at):
+                for part in _document_parts(item, at, dropped):
                     if part["type"] == "text":
                         texts.append(part["text"])
                     else:
@@ -185,7 +200,7 @@ def _image_part(block: Block, where: str) -> ContentPart:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-def _document_parts(block: Block, where: str) -> list[ContentPart]:
+def _document_parts(block: Block, where: str, dropped: set[str]) -> list[ContentPart]:
     source = block["source"]
     kind = source["type"]
     header = PART_SEPARATOR.join(x for x in (block.get("title"), block.get("context")) if x)
@@ -197,6 +212,7 @@ def _document_parts(block: Block, where: str) -> list[ContentPart]:
             return [_text_part(_titled(header, inner))]
         parts = [_text_part(header)] if header else []
         for number, item in enumerate(inner):
+            _note_block_fields(item, dropped)
             if item["type"] == "text":
                 parts.append(_text_part(item["text"]))
             else:
@@ -221,7 +237,7 @@ def _titled(header: str, text: str) -> str:
 def _search_result_text(block: Block, dropped: set[str]) -> str:
     texts = []
     for item in block["content"]:
-        _note_cache_control(item, dropped)
+        _note_block_fields(item, dropped)
         texts.append(item["text"])
     return PART_SEPARATOR.join([f"{block['title']} ({block['source']})", *texts])
 
@@ -253,7 +269,7 @@ def _assistant(
     for number, block in enumerate(content):
         kind = block["type"]
         at = f"{where}.content.{number}"
-        _note_cache_control(block, dropped)
+        _note_block_fields(block, dropped)
         if kind == "text":
             if block["text"]:
                 texts.append(block["text"])
@@ -300,9 +316,14 @@ def _tool_call(block: Block, where: str, max_depth: int) -> dict[str, Any]:
 # ---- shared ------------------------------------------------------------------------------
 
 
-def _note_cache_control(block: Block, dropped: set[str]) -> None:
+def _note_block_fields(block: Block, dropped: set[str]) -> None:
+    """Block fields an OpenAI backend has no counterpart for, when they ask for something."""
     if block.get("cache_control") is not None:
         dropped.add("cache_control")
+    citations = block.get("citations")
+    # Text blocks carry a list of citations; documents and search results a switch.
+    if citations and not (isinstance(citations, dict) and citations.get("enabled") is False):
+        dropped.add("citations")
 
 
 def json_deeper_than(value: object, limit: int) -> bool:

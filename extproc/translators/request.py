@@ -300,6 +300,8 @@ def _output_format(
         if key != "format" and value is not None
     )
     output_format = config.get("format") or request.get("output_format")
+    if config.get("format") and request.get("output_format"):
+        dropped.add("output_format")  # the older spelling loses to output_config.format
     if output_format:
         if json_deeper_than(output_format["schema"], max_depth):
             where = "output_config.format" if config.get("format") else "output_format"
