@@ -3,6 +3,7 @@
 `feed()` turns each backend body chunk into the Anthropic events it completes (possibly none);
 `finish()` is the explicit end of the backend stream and closes the message exactly once;
 `fail()` ends it with `event: error`. After a terminal event nothing more is written.
+The tool-call half of the state machine is in stream_tool_blocks.py.
 
 Decisions worth knowing:
 - `message_start` and a `ping` go out with the first backend chunk; its `input_tokens` is
@@ -26,6 +27,7 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn, TypedDict
@@ -35,27 +37,14 @@ import orjson
 from extproc.mappings import error_type_for_status, stop_reason_for
 from extproc.sse import SSEDecoder, SSEEvent, SSEOverflow
 from extproc.translators import stream_events as events
-from extproc.translators.common import (
-    AnthropicUsage,
-    anthropic_usage,
-    message_id,
-    rescued_tool_id,
-    tool_use_id,
-)
+from extproc.translators.common import AnthropicUsage, anthropic_usage, message_id, tool_use_id
 from extproc.translators.context import ResponseContext
 from extproc.translators.stream_events import BlockType
-from extproc.translators.stream_tools import (
-    ToolCall,
-    ToolCallState,
-    arguments_piece,
-    is_json_object,
-)
-from extproc.translators.tool_args import ToolArgumentsError, parse_tool_arguments
-from extproc.translators.tool_rescue import Piece, ToolCallRescuer
+from extproc.translators.stream_tool_blocks import ToolCallBlocks
+from extproc.translators.stream_tools import ToolCall, ToolCallState
+from extproc.translators.tool_rescue import ToolCallRescuer
 
 TRUNCATED_MESSAGE: Final = "backend stream ended before completion"
-# Tool-call indices for calls rescued from text, after any the backend itself numbered.
-_RESCUED_INDEX_BASE: Final = 1 << 20
 
 
 class Phase(enum.Enum):
@@ -83,7 +72,7 @@ class _Ended(Exception):
     """Raised once the terminal error event is written, to stop all further work."""
 
 
-class StreamTranslator:
+class StreamTranslator(ToolCallBlocks):
     def __init__(self, context: ResponseContext) -> None:
         self._context = context
         self._decoder = SSEDecoder()
@@ -155,13 +144,11 @@ class StreamTranslator:
             return b""
         self._out = []
         self._decoder.flush()
-        try:
+        with contextlib.suppress(_Ended):
             # Every OpenAI-compatible server ends a complete stream with [DONE] (handled in
             # feed); ending without it, even after a finish_reason, is a cut-off stream whose
             # usage may be lost: never pass it off as a whole answer.
             self._fail("api_error", TRUNCATED_MESSAGE)
-        except _Ended:
-            pass
         return b"".join(self._out)
 
     def fail(self, message: str, error_type: str = "api_error") -> bytes:
@@ -264,108 +251,6 @@ class StreamTranslator:
             block = self._switch_to(BlockType.TEXT)
         self._out.append(events.delta(block.delta_prefix, text))
 
-    def _rescue(self, pieces: list[Piece]) -> None:
-        """Text and text-written tool calls from the rescuer, as if the backend parsed them."""
-        for piece in pieces:
-            if isinstance(piece, str):
-                if piece:
-                    self._text(piece)
-                continue
-            call_id = piece.id or rescued_tool_id(self._message_id, self._rescued)
-            index = _RESCUED_INDEX_BASE + self._rescued
-            self._rescued += 1
-            function = {"name": piece.name, "arguments": piece.arguments}
-            self._tool_delta({"index": index, "id": call_id, "function": function})
-
-    def _tool_delta(self, delta: dict[str, Any]) -> None:
-        index = delta.get("index")
-        if not isinstance(index, int) or isinstance(index, bool):
-            index = self._guess_tool_index(delta.get("id"))
-        self._last_tool_index = index
-        call = self._tools.get(index)
-        if call is None:
-            call = self._tools[index] = ToolCall(index)
-        function = delta.get("function")
-        if not isinstance(function, dict):
-            function = {}
-        if call.id is None and isinstance(delta.get("id"), str) and delta["id"]:
-            call.id = delta["id"]
-        if call.name is None and isinstance(function.get("name"), str) and function["name"]:
-            call.name = function["name"]
-        piece = arguments_piece(function.get("arguments"))
-        if call.state is ToolCallState.STREAMING:
-            self._stream_arguments(call, piece)
-        elif call.state is ToolCallState.PENDING:
-            call.arguments.append(piece)
-            self._maybe_start(call)
-        elif call.state is ToolCallState.UNKNOWN:
-            call.arguments.append(piece)
-        elif piece.strip():
-            self.dropped_tool_deltas += 1
-
-    def _maybe_start(self, call: ToolCall) -> None:
-        if call.name is None:
-            return  # no block without a name; it may come in a later delta
-        tools = self._context.client_tools
-        if tools is not None and call.name not in tools:
-            call.state = ToolCallState.UNKNOWN
-            return
-        if self._must_wait(call):
-            return  # interleaved: written whole when the streaming call closes
-        self._close_block()
-        self._open_tool(call)
-
-    def _must_wait(self, call: ToolCall) -> bool:
-        """Another call streams and may still grow: its object is open, or calls interleave."""
-        streaming = self._block.tool if self._block is not None else None
-        if streaming is None:
-            return False
-        if not streaming.closed:
-            return True
-        return any(
-            other.state is ToolCallState.PENDING and other is not call
-            for other in self._tools.values()
-        )
-
-    def _guess_tool_index(self, call_id: object) -> int:
-        """Servers that omit `index`: a new id starts a new call, otherwise continue the last."""
-        known = any(call.id == call_id for call in self._tools.values())
-        if isinstance(call_id, str) and call_id and not known:
-            return max(self._tools, default=-1) + 1
-        return max(self._last_tool_index, 0)
-
-    def _open_tool(self, call: ToolCall) -> None:
-        assert call.name is not None
-        call.state = ToolCallState.STREAMING
-        self._tool_use_written = True
-        index = self._open(BlockType.TOOL_USE, call)
-        self._out.append(events.tool_use_start(index, tool_use_id(call.id), call.name))
-        gathered, call.arguments = call.gathered(), []
-        self._stream_arguments(call, gathered)
-
-    def _stream_arguments(self, call: ToolCall, piece: str) -> None:
-        part = call.take(piece)
-        if part and self._block is not None:
-            self._out.append(events.delta(self._block.delta_prefix, part))
-
-    def _flush_tools(self, *, final: bool) -> None:
-        """Write the buffered tool calls as whole blocks; no block is open here."""
-        cut = self._finish_reason == "length"
-        for index in sorted(self._tools):
-            call = self._tools[index]
-            if call.state is not ToolCallState.PENDING:
-                continue
-            if call.name is None:
-                if final:
-                    call.state = ToolCallState.UNKNOWN
-                continue
-            if cut and not _readable(call.gathered()):
-                call.state = ToolCallState.CUT
-                self.truncated_tool_calls.append(call.name)
-                continue
-            self._open_tool(call)
-            self._close_block()
-
     # -- blocks ----------------------------------------------------------------------------
 
     def _switch_to(self, block_type: BlockType) -> OpenBlock:
@@ -394,41 +279,6 @@ class StreamTranslator:
             self._finish_arguments(block.tool, block)
         self._out.append(events.block_stop(block.index))
         self._block = None
-
-    def _finish_arguments(self, call: ToolCall, block: OpenBlock) -> None:
-        """Complete a tool_use block's input, or fail the stream when it cannot be read."""
-        call.state = ToolCallState.EMITTED
-        gathered = call.gathered()
-        cut = self._finish_reason == "length"
-        if call.sent:
-            if is_json_object(gathered[: call.sent]):
-                if cut or not gathered[call.sent :].strip():
-                    return
-                try:  # text after the object: harmless only if the repair rules accept it
-                    parse_tool_arguments(gathered)
-                    return
-                except ToolArgumentsError as exc:
-                    problem = str(exc)
-            elif cut:
-                self.truncated_tool_calls.append(call.name or "")
-                return
-            else:
-                problem = "invalid JSON"
-        else:
-            try:
-                value = parse_tool_arguments(gathered, repair=not cut)
-            except ToolArgumentsError as exc:
-                if cut:
-                    self.truncated_tool_calls.append(call.name or "")
-                    return
-                problem = str(exc)
-            else:
-                self._out.append(events.delta(block.delta_prefix, orjson.dumps(value).decode()))
-                return
-        self.invalid_tool_arguments += 1
-        self._fail(
-            "api_error", f"backend returned unusable arguments for tool {call.name!r}: {problem}"
-        )
 
     # -- the end ---------------------------------------------------------------------------
 
@@ -475,14 +325,6 @@ class StreamTranslator:
         self._out.append(events.error(error_type, message))
         self.error = error_type
         self._phase = Phase.FAILED
-
-
-def _readable(arguments: str) -> bool:
-    try:
-        parse_tool_arguments(arguments, repair=False)
-    except ToolArgumentsError:
-        return False
-    return True
 
 
 def _error_type(code: object) -> str:
