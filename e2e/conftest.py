@@ -15,7 +15,8 @@ MODELS = [
     {"name": "qwen3-coder", "aliases": ["claude-*", "sonnet"], "options": {"max_output_tokens": 4096}},
     {"name": "glm-4.6"},
     {"name": "kimi-k2", "options": {"reasoning_echo": "reasoning_content"}},
-    {"name": "minimax-m2"},
+    # Served without a reasoning parser: its thinking comes inline as <think>...</think>.
+    {"name": "minimax-m2", "options": {"think_tags": True, "reasoning_echo": "think_tags"}},
 ]
 
 

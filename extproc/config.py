@@ -44,7 +44,7 @@ class HostPort(str):
         return core_schema.no_info_after_validator_function(check, core_schema.str_schema())
 
 
-ReasoningEcho = Literal["none", "reasoning", "reasoning_content"]
+ReasoningEcho = Literal["none", "reasoning", "reasoning_content", "think_tags"]
 SystemMerge = Literal["hoist", "user"]
 ThinkingSwitch = Literal["none", "chat_template_kwargs"]
 
@@ -57,8 +57,14 @@ class ModelOptions(_Strict):
     # The model's context length (vLLM `max_model_len`): `max_tokens` is also clamped to what
     # is left of it after a pessimistic estimate of the prompt (see translators/token_estimate).
     context_window: int | None = Field(default=None, gt=0)
-    # Where prior assistant thinking goes back to the backend (Kimi-K2, MiniMax-M2, GLM want it).
+    # Where prior assistant thinking goes back to the backend (Kimi-K2, MiniMax-M2, GLM want it):
+    # a message field (`reasoning`, `reasoning_content`) or inline `<think>...</think>` before
+    # the assistant text (`think_tags`, for MiniMax-M2 served without a reasoning parser).
     reasoning_echo: ReasoningEcho = "none"
+    # The model writes its reasoning into `content` as a leading `<think>...</think>` (no
+    # reasoning parser on the server, e.g. MiniMax-M2, or Qwen3 without --reasoning-parser):
+    # turn it into a `thinking` block instead of answer text.
+    think_tags: bool = False
     # `role: "system"` entries inside `messages`: hoist into the leading system message, or
     # send as user text (Qwen chat templates reject a system message mid-conversation).
     system_merge: SystemMerge = "hoist"

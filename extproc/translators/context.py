@@ -17,6 +17,8 @@ class ResponseContext:
     client_tools: frozenset[str] | None = None
     # Backend wrote tool calls as text (no tool-call parser): recognise them.
     tool_call_rescue: bool = False
+    # Backend writes its reasoning into content as a leading <think>...</think>: split it off.
+    think_tags: bool = False
     # For rescued XML-style calls (GLM, Qwen3-Coder, MiniMax) whose values are bare text:
     # tool name -> parameter name -> JSON schema type, so "5" becomes 5 only where a
     # number is declared. Filled only when tool_call_rescue is on.

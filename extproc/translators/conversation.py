@@ -14,6 +14,7 @@ import orjson
 
 from extproc.errors import InvalidRequest
 from extproc.translators.options import RequestOptions
+from extproc.translators.think_tags import with_think_tags
 
 Block = dict[str, Any]
 ChatMessage = dict[str, Any]
@@ -290,7 +291,10 @@ def _assistant(
         message["content"] = PART_SEPARATOR.join(texts)
     else:
         message["content"] = None if calls else ""
-    if reasoning:
+    if reasoning and options.reasoning_echo == "think_tags":
+        thought = PART_SEPARATOR.join(reasoning)
+        message["content"] = with_think_tags(thought, message["content"] or "")
+    elif reasoning:
         message[options.reasoning_echo] = PART_SEPARATOR.join(reasoning)
     if calls:
         message["tool_calls"] = calls

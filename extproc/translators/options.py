@@ -26,6 +26,7 @@ class RequestOptions:
     max_output_tokens: int | None = _MODEL.max_output_tokens
     context_window: int | None = _MODEL.context_window
     reasoning_echo: ReasoningEcho = _MODEL.reasoning_echo
+    think_tags: bool = _MODEL.think_tags
     system_merge: SystemMerge = _MODEL.system_merge
     thinking_switch: ThinkingSwitch = _MODEL.thinking_switch
     strip_billing_header: bool = True
@@ -45,6 +46,7 @@ class RequestOptions:
             max_output_tokens=knobs.max_output_tokens,
             context_window=knobs.context_window,
             reasoning_echo=knobs.reasoning_echo,
+            think_tags=knobs.think_tags,
             system_merge=knobs.system_merge,
             thinking_switch=knobs.thinking_switch,
             strip_billing_header=config.strip_billing_header,

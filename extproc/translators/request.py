@@ -117,6 +117,7 @@ def translate_request(request: dict[str, Any], options: RequestOptions) -> Trans
         stop_sequences=tuple(stops),
         client_tools=client_tools,
         tool_call_rescue=options.tool_call_rescue,
+        think_tags=options.think_tags,
         tool_parameter_types=_parameter_types(functions) if options.tool_call_rescue else {},
     )
     try:

@@ -25,6 +25,7 @@ from extproc.translators.common import (
     tool_use_id,
 )
 from extproc.translators.context import ResponseContext
+from extproc.translators.think_tags import split_think_tags
 from extproc.translators.tool_args import ToolArgumentsError, parse_tool_arguments
 from extproc.translators.tool_rescue import rescue_text
 
@@ -64,9 +65,12 @@ def convert_response(body: bytes, context: ResponseContext) -> TranslatedRespons
 
     content: list[dict[str, Any]] = [dict(block) for block in context.leading_blocks]
     reasoning = _text(message.get("reasoning")) or _text(message.get("reasoning_content"))
+    text = _text(message.get("content"))
+    if context.think_tags and text:
+        tagged, text = split_think_tags(text)
+        reasoning += tagged  # as the stream translator writes both into one thinking block
     if reasoning:
         content.append({"type": "thinking", "thinking": reasoning, "signature": THINKING_SIGNATURE})
-    text = _text(message.get("content"))
     tool_calls = message.get("tool_calls")
     tool_calls = list(tool_calls) if isinstance(tool_calls, list) else []
     anthropic_id = message_id(completion.get("id"))

@@ -42,6 +42,7 @@ from extproc.translators.context import ResponseContext
 from extproc.translators.stream_events import BlockType
 from extproc.translators.stream_tool_blocks import ToolCallBlocks
 from extproc.translators.stream_tools import ToolCall, ToolCallState
+from extproc.translators.think_tags import ThinkPiece, ThinkTagSplitter
 from extproc.translators.tool_rescue import ToolCallRescuer
 
 TRUNCATED_MESSAGE: Final = "backend stream ended before completion"
@@ -91,6 +92,7 @@ class StreamTranslator(ToolCallBlocks):
             ToolCallRescuer(context.tool_parameter_types) if context.tool_call_rescue else None
         )
         self._rescued = 0
+        self._think = ThinkTagSplitter() if context.think_tags else None
         self._message_id = ""
         # Read-only progress, for metrics and logs.
         self.first_token_seen = False
@@ -202,10 +204,10 @@ class StreamTranslator(ToolCallBlocks):
                 produced = True
             content = delta.get("content")
             if isinstance(content, str) and content:
-                if self._rescuer is None:
-                    self._text(content)
+                if self._think is None:
+                    self._content(content)
                 else:
-                    self._rescue(self._rescuer.feed(content))
+                    self._think_pieces(self._think.feed(content))
                 produced = True
             tool_calls = delta.get("tool_calls")
             if isinstance(tool_calls, list):
@@ -220,8 +222,7 @@ class StreamTranslator(ToolCallBlocks):
         if isinstance(finish_reason, str) and finish_reason:
             self._finish_reason = finish_reason
             self._matched_stop = choice.get("stop_reason")
-            if self._rescuer is not None:
-                self._rescue(self._rescuer.finish())
+            self._end_content()
             self._close_block()
             self._flush_tools(final=True)
 
@@ -234,6 +235,26 @@ class StreamTranslator(ToolCallBlocks):
         self._fail(_error_type(details.get("code")), message)
 
     # -- content ---------------------------------------------------------------------------
+
+    def _content(self, text: str) -> None:
+        if self._rescuer is None:
+            self._text(text)
+        else:
+            self._rescue(self._rescuer.feed(text))
+
+    def _think_pieces(self, pieces: list[ThinkPiece]) -> None:
+        for piece in pieces:
+            if piece.thinking:
+                self._thinking(piece.text)
+            else:
+                self._content(piece.text)
+
+    def _end_content(self) -> None:
+        """The content is over: release what the splitter and the rescuer held back."""
+        if self._think is not None:
+            self._think_pieces(self._think.finish())
+        if self._rescuer is not None:
+            self._rescue(self._rescuer.finish())
 
     def _thinking(self, text: str) -> None:
         block = self._block
@@ -294,8 +315,7 @@ class StreamTranslator(ToolCallBlocks):
     def _complete(self) -> None:
         if self._phase is Phase.WAITING:
             self._start(None)
-        if self._rescuer is not None:
-            self._rescue(self._rescuer.finish())
+        self._end_content()
         self._close_block()
         self._flush_tools(final=True)
         self.unknown_tool_calls = [

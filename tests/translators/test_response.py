@@ -47,6 +47,7 @@ def load_context(folder: Path) -> ResponseContext:
         stop_sequences=tuple(fields.get("stop_sequences", ())),
         client_tools=frozenset(fields["client_tools"]) if "client_tools" in fields else None,
         tool_call_rescue=fields.get("tool_call_rescue", False),
+        think_tags=fields.get("think_tags", False),
     )
 
 

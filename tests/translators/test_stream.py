@@ -77,6 +77,7 @@ def load_case(name: str) -> tuple[bytes, bytes, ResponseContext]:
         stop_sequences=tuple(raw.get("stop_sequences", ())),
         client_tools=frozenset(raw["client_tools"]) if "client_tools" in raw else None,
         tool_call_rescue=raw.get("tool_call_rescue", False),
+        think_tags=raw.get("think_tags", False),
     )
     return (folder / "openai.sse").read_bytes(), (folder / "anthropic.sse").read_bytes(), context
 
