@@ -76,7 +76,8 @@ class MessagesProcessor:
         self.context: ResponseContext | None = None
         self.backend: Backend | None = None
         self.model = ""
-        self.status = 0
+        self.status = 0  # the status the client gets
+        self.backend_status = 0  # the backend's, when it answered with an error or a redirect
         self.stream: StreamTranslator | None = None
         self.error_type: str | None = None
         # Metrics, the summary log line and the trace span all come from this record.
@@ -193,13 +194,18 @@ class MessagesProcessor:
         content_type = headers.get("content-type", "")
         if not 200 <= self.status < 300:
             self.answer = Answer.ERROR
+            self.backend_status = self.status
+            set_headers: tuple[tuple[str, str], ...] = (_JSON,)
+            if self.status < 400:  # a redirect is no answer: a bad gateway for the client
+                self.status = 502
+                set_headers = ((":status", "502"), _JSON)
             self.record.fail(error_type_for_status(self.status))
             if end_of_stream:
                 self.record.end()
-                status, body = translate_error(self.status, b"")
-                return Continue(set_headers=(_JSON,), remove_headers=("content-length",),
+                _, body = translate_error(self.backend_status, b"")
+                return Continue(set_headers=set_headers, remove_headers=("content-length",),
                                 body=self._scrub(body))
-            return Continue(set_headers=(_JSON,), remove_headers=("content-length",))
+            return Continue(set_headers=set_headers, remove_headers=("content-length",))
         if end_of_stream:  # a success status and no body at all: no answer to translate
             return self._refuse(BackendError.from_status(
                 502, f"backend answered HTTP {self.status} with an empty body"))
@@ -235,7 +241,7 @@ class MessagesProcessor:
                 return Continue(body=out, metadata=self.record.stream_done(self.stream))
             return Continue(body=out)
         if self.answer is Answer.ERROR:
-            status, body = translate_error(self.status, chunk)
+            _, body = translate_error(self.backend_status, chunk)
             if end_of_stream:
                 self.record.end()
             return Continue(body=self._scrub(body))

@@ -210,17 +210,18 @@ def translate_error(status: int, body: bytes) -> tuple[int, bytes]:
     """A backend error response -> (status for the client, Anthropic error JSON).
 
     The backend's own message is kept; its payload shape is not. Non-JSON bodies (an HTML
-    error page, a proxy's text) become a message naming the status.
+    error page, a proxy's text) become a message naming the status. A status below 400 (a
+    redirect, or a success carrying a broken answer) is a bad gateway for the client; the
+    message names the status the backend sent.
     """
-    if status < 400:
-        status = 502  # called for a broken answer that carried a success status
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
         message = _text_message(body, status)
     else:
         message = _backend_message(payload, status)
-    return status, error_body(error_type_for_status(status), message)
+    client_status = status if status >= 400 else 502
+    return client_status, error_body(error_type_for_status(client_status), message)
 
 
 def _backend_message(payload: object, status: int) -> str:

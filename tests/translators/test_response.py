@@ -361,7 +361,11 @@ def test_unknown_status_reason() -> None:
 
 
 def test_success_status_given_to_translate_error_becomes_502() -> None:
-    assert error(200, b"nope") == (502, error_of("api_error", "backend returned HTTP 502: nope"))
+    assert error(200, b"nope") == (502, error_of("api_error", "backend returned HTTP 200: nope"))
+
+
+def test_redirect_becomes_502_naming_the_redirect() -> None:
+    assert error(302, b"") == (502, error_of("api_error", "backend returned HTTP 302 (Found)"))
 
 
 @pytest.mark.parametrize(
