@@ -17,10 +17,10 @@ class Continue:
     """Let the message through, optionally changed.
 
     `body` None keeps the body as it is; bytes (even empty) replace it.
-    `stream_response` switches the response body to STREAMED (SSE); `skip_rest`
-    tells Envoy this processor needs no further messages for this request. Envoy honours
-    both only in answers to header messages: sent with a request body answer, they are
-    ignored (measured with Envoy 1.40), so skip again at `response_headers`.
+    `stream_response` switches the response body to STREAMED (SSE); Envoy honours it only
+    in an answer to `response_headers`. `skip_rest` says this processor needs no further
+    messages for this request, in any phase: the service sends this answer, then ends the
+    ext_proc stream, and Envoy lets everything after it through untouched.
     """
 
     set_headers: tuple[tuple[str, str], ...] = ()

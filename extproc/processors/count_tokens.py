@@ -137,8 +137,8 @@ class CountTokensProcessor:
         return count
 
     async def response_headers(self, headers: Mapping[str, str], end_of_stream: bool) -> Action:
-        # Only an Anthropic backend's answer gets here (Envoy ignores the skip_rest sent with
-        # the request body): it needs no change, and its body no trip through us.
+        # Not reached: skip_rest in the request body answer ends the ext_proc stream, so an
+        # Anthropic backend's answer passes untouched. Skip again, should it ever come.
         return Continue(skip_rest=True)
 
     async def response_body(self, chunk: bytes, end_of_stream: bool) -> Action:

@@ -173,7 +173,6 @@ class MessagesProcessor:
             remove_headers=tuple(remove),
             body=new_body,
             clear_route_cache=True,
-            skip_rest=True,
             metadata=metadata,
         )
 
@@ -185,8 +184,8 @@ class MessagesProcessor:
         except ValueError:
             self.status = 502
         if self.answer is Answer.PASSTHROUGH:
-            # Envoy ignores a mode_override sent with a body response, so the answer of an
-            # Anthropic-schema backend still comes by: let it, and its body, through untouched.
+            # An Anthropic-schema backend's answer needs no change: this message is only for
+            # the status in metrics; then the stream ends and the body streams past us.
             if not 200 <= self.status < 300:
                 self.record.fail(error_type_for_status(self.status))
             self.record.end()
@@ -239,6 +238,13 @@ class MessagesProcessor:
                 self.record.first_token()
             if end_of_stream:
                 return Continue(body=out, metadata=self.record.stream_done(self.stream))
+            if self.stream.stop_reason is not None:
+                # [DONE] closed the message: nothing the backend sends after it reaches the
+                # client, so end the ext_proc stream instead of waiting for Envoy's empty
+                # end_of_stream chunk (one gRPC message fewer per stream). A stream that
+                # ended in `event: error` keeps listening: its backend may still be talking.
+                return Continue(body=out, metadata=self.record.stream_done(self.stream),
+                                skip_rest=True)
             return Continue(body=out)
         if self.answer is Answer.ERROR:
             _, body = translate_error(self.backend_status, chunk)

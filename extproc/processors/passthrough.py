@@ -127,8 +127,8 @@ class ChatCompletionsProcessor(UntouchedProcessor):
         )
 
     async def response_headers(self, headers: Mapping[str, str], end_of_stream: bool) -> Action:
-        # Envoy ignores the skip_rest sent with the request body, so the answer still comes
-        # by; skipping here lets its body (SSE included) stream through instead of buffering.
+        # Not reached: skip_rest in the request body answer ends the ext_proc stream, so
+        # the answer (SSE included) streams past us. Skip again, should it ever come.
         return Continue(skip_rest=True)
 
     def close(self) -> None:

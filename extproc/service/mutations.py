@@ -94,7 +94,9 @@ def _render_continue(phase: str, action: Continue) -> ProcessingResponse:
     response = ProcessingResponse(**{phase: wrapper})
     if action.stream_response:
         response.mode_override.CopyFrom(STREAM_RESPONSE_BODY)
-    elif action.skip_rest:
+    elif action.skip_rest and phase.endswith("headers"):
+        # The servicer ends the stream after this answer anyway; Envoy reads a mode_override
+        # only in answers to header messages, so body answers leave it out.
         response.mode_override.CopyFrom(SKIP_REST)
     if action.metadata:
         response.dynamic_metadata.CopyFrom(_struct(action.metadata))

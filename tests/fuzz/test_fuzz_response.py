@@ -200,6 +200,8 @@ async def drive(status: int, content_type: str, body: bytes, cuts: list[int],
                 assert not streamed, "headers already went out: too late for an immediate reply"
                 return action, action.body, False
             out += action.body if action.body is not None else chunk
+            if action.skip_rest:  # the ext_proc stream ends: Envoy passes the rest untouched
+                return head, out + b"".join(chunks[number + 1:]), streamed
         return head, out, streamed
     finally:
         processor.close()

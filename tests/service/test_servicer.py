@@ -143,6 +143,23 @@ async def test_a_stream_that_ends_early_leaves_nothing_behind(server: ExtProcSer
     assert server.servicer.open_streams == 0
 
 
+async def test_skip_rest_ends_the_stream_in_any_phase(server: ExtProcServer) -> None:
+    """Envoy reads a mode_override only in answers to header messages; ending the stream is
+    what stops its messages after a body answer (the response headers never come)."""
+    payload = orjson.dumps({"model": "qwen3-coder", "messages": []})
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        call = ext_proc_grpc.ExternalProcessorStub(channel).Process()
+        await call.write(request_headers("/v1/chat/completions"))
+        assert (await call.read()).WhichOneof("response") == "request_headers"
+        await call.write(body(payload))
+        answer = await call.read()
+        assert answer.WhichOneof("response") == "request_body"
+        assert not answer.HasField("mode_override")  # Envoy would ignore it here
+        assert await call.read() is grpc.aio.EOF  # ended by the server, not by the client
+        assert await call.code() == grpc.StatusCode.OK
+    assert server.servicer.open_streams == 0
+
+
 async def test_health_reports_serving(server: ExtProcServer) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stub = health_pb2_grpc.HealthStub(channel)
