@@ -29,7 +29,10 @@ from deploy_helpers import (
 from extproc.cli import build_parser
 from extproc.config import Config, load_config, parse_hostport
 from extproc.envoy_config import METADATA_NAMESPACE
+from extproc.processors import MESSAGES_PATHS, default_registry
 from extproc.processors.base import BACKEND_HEADER
+from extproc.processors.count_tokens import COUNT_TOKENS_PATHS
+from extproc.processors.models import MODELS_PATHS
 from extproc.server import EXT_PROC_SERVICE
 
 KUSTOMIZATION = load_one(ENVOY_GATEWAY_DIR / "kustomization.yaml")
@@ -207,9 +210,35 @@ def rule_matches(rule: dict[str, Any]) -> list[dict[str, Any]]:
     return matches
 
 
-def test_route_takes_anthropic_messages() -> None:
-    paths = [m["path"] for r in ROUTE["spec"]["rules"] for m in rule_matches(r) if "path" in m]
-    assert {"type": "PathPrefix", "value": "/v1/messages"} in paths
+def route_rule_for(path: str) -> dict[str, Any] | None:
+    """The first rule whose path match takes `path` (no headers), as Gateway API matches:
+    PathPrefix by whole segments, Exact as is."""
+    for rule in ROUTE["spec"]["rules"]:
+        for match in rule_matches(rule):
+            if "path" not in match or match.get("headers"):
+                continue
+            kind, value = match["path"]["type"], match["path"]["value"].rstrip("/")
+            if kind == "Exact" and path == value:
+                return rule
+            if kind == "PathPrefix" and (path == value or path.startswith(value + "/")):
+                return rule
+    return None
+
+
+@pytest.mark.parametrize("path", [
+    *MESSAGES_PATHS, *COUNT_TOKENS_PATHS, *MODELS_PATHS,
+    "/v1/models/claude-sonnet-4-5", "/anthropic/v1/models/Qwen/Qwen3-8B",
+])
+def test_route_sends_every_anthropic_path_to_the_processor(path: str) -> None:
+    assert default_registry().lookup(path) is not None  # a path the processor serves
+    rule = route_rule_for(path)
+    assert rule is not None, f"no HTTPRoute rule matches {path}"
+    assert POLICY["spec"]["targetRefs"][0]["name"] == ROUTE["metadata"]["name"]
+
+
+@pytest.mark.parametrize("path", ["/v1/messagesX", "/v1/modelsfoo", "/anthropicx/v1/messages"])
+def test_route_prefixes_match_whole_segments(path: str) -> None:
+    assert route_rule_for(path) is None
 
 
 def test_route_catches_each_backend_the_processor_names(config: Config) -> None:
