@@ -49,27 +49,43 @@ class CountTokensProcessor:
     def __init__(self, info: RequestInfo, gateway: Gateway) -> None:
         self.info = info
         self.gateway = gateway
+        # Metrics and the request log line (api `anthropic_count_tokens`); an Anthropic
+        # backend's own answer is not processed, so its status is Envoy's to log.
+        self.record = gateway.telemetry.start("anthropic_count_tokens", info.request_id,
+                                              info.headers)
 
     async def request_headers(self, end_of_stream: bool) -> Action:
         if self.info.method != "POST":
-            return Respond.error(GatewayError(
+            return self._refuse(GatewayError(
                 f"{self.info.method} is not allowed on {self.info.path}; use POST",
                 status=405, error_type="invalid_request_error"))
         if end_of_stream:
-            return Respond.error(InvalidRequest("request body is empty"))
+            return self._refuse(InvalidRequest("request body is empty"))
         return CONTINUE
 
     async def request_body(self, body: bytes, end_of_stream: bool) -> Action:
+        self.record.body_received()
         try:
             return await self._count(body)
         except GatewayError as err:
-            return Respond.error(err)
+            return self._refuse(err)
+
+    def _refuse(self, err: GatewayError) -> Respond:
+        self.record.fail(err.error_type)
+        return self._answer(Respond.error(err))
+
+    def _answer(self, respond: Respond) -> Respond:
+        """The gateway answers itself: the request is over."""
+        self.record.status = respond.status
+        self.record.end()
+        return respond
 
     async def _count(self, body: bytes) -> Action:
         config = self.gateway.config
         request = parse_body(body, config.limits.max_request_bytes)
         route = route_for(self.gateway, request)
         backend = route.backend
+        self.record.routed(str(request["model"]), route.model, backend.name, backend.schema_)
         if backend.schema_ == "anthropic":
             return self._pass_through(request, backend, route.model)
         # count_tokens takes no max_tokens (and no stream); the translator wants one.
@@ -84,7 +100,7 @@ class CountTokensProcessor:
             count = await self._tokenize(backend, chat)
         if count is None:
             count = estimate_tokens(prompt_bytes(chat))
-        return Respond(status=200, body=orjson.dumps({"input_tokens": count}))
+        return self._answer(Respond(status=200, body=orjson.dumps({"input_tokens": count})))
 
     def _pass_through(self, request: dict[str, object], backend: Backend, model: str) -> Action:
         new_body = None
@@ -145,7 +161,7 @@ class CountTokensProcessor:
         return CONTINUE
 
     def close(self) -> None:
-        pass
+        self.record.close()
 
 
 def _count_of(body: bytes) -> int | None:

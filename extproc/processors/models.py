@@ -37,6 +37,9 @@ class ModelsProcessor(UntouchedProcessor):
     def __init__(self, info: RequestInfo, gateway: Gateway) -> None:
         super().__init__(info, gateway)
         self.anthropic = info.path.startswith("/anthropic/") or "anthropic-version" in info.headers
+        # Metrics and the request log line (api `models`); a request passed to the backend
+        # is not processed further, so its status is Envoy's to log.
+        self.record = gateway.telemetry.start("models", info.request_id, info.headers)
 
     async def request_headers(self, end_of_stream: bool) -> Action:
         config = self.gateway.config
@@ -48,9 +51,12 @@ class ModelsProcessor(UntouchedProcessor):
                 f"{self.info.method} is not allowed on {self.info.path}; use GET",
                 status=405, error_type="invalid_request_error"))
         try:
-            return await self._answer()
+            answer = await self._answer()
         except GatewayError as err:
             return self._error(err)
+        self.record.status = answer.status
+        self.record.end()
+        return answer
 
     async def _answer(self) -> Respond:
         entries = list(catalog.configured(self.gateway.config))
@@ -107,7 +113,13 @@ class ModelsProcessor(UntouchedProcessor):
             return None
         return [card for card in cards if isinstance(card, dict)]
 
+    def close(self) -> None:
+        self.record.close()
+
     def _error(self, err: GatewayError) -> Respond:
+        self.record.fail(err.error_type)
+        self.record.status = err.status
+        self.record.end()
         if self.anthropic:
             return Respond.error(err)
         return openai_error(err.status, err.message, err.error_type)
