@@ -314,7 +314,7 @@ def test_web_search_ends_in_one_round_trip(runs: dict[str, Any]) -> None:
     assert tool_use["name"] == "WebSearch"
     [tool_result] = blocks(run, "tool_result", role="user")
     assert tool_result["tool_use_id"] == tool_use["id"]
-    first, follow_up = chat_requests(run)  # exactly two model calls: no loop
+    _first, follow_up = chat_requests(run)  # exactly two model calls: no loop
     tool = follow_up["messages"][-1]
     assert tool["role"] == "tool" and tool["tool_call_id"] == tool_use["id"]
     assert "unavailable on this gateway" in json.dumps(tool["content"])

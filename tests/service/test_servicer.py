@@ -80,7 +80,7 @@ async def exchange(port: int, messages: list[ProcessingRequest]) -> list[Process
 async def test_unknown_path_passes_untouched_and_skips_the_rest(server: ExtProcServer) -> None:
     [answer] = await exchange(server.port, [request_headers("/healthz?x=1", "GET")])
     assert answer.WhichOneof("response") == "request_headers"
-    set_headers, removed = mutations(answer, "request_headers")
+    set_headers, _removed = mutations(answer, "request_headers")
     assert ":path" not in set_headers
     assert answer.mode_override.response_header_mode == ProcessingMode.SKIP
 
@@ -103,7 +103,7 @@ async def test_chat_completions_routes_by_model_and_swaps_credentials(server: Ex
         [request_headers("/v1/chat/completions", authorization="Bearer sk-client"), body(payload)],
     )
     assert [a.WhichOneof("response") for a in answers] == ["request_headers", "request_body"]
-    set_headers, removed = mutations(answers[1], "request_body")
+    set_headers, _removed = mutations(answers[1], "request_body")
     assert set_headers[":path"] == "/v1/chat/completions"
     assert set_headers["x-extproc-backend"] == "vllm"
     assert set_headers["authorization"] == "Bearer sk-backend-secret"
