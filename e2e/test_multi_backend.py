@@ -421,8 +421,9 @@ def test_pass_through_answers_are_streamed_not_buffered(
     multi: Gateway, vllm: MockBackend, claude: MockBackend, path: str, model: str,
     body_extra: dict[str, Any],
 ) -> None:
-    """Envoy ignores a skip_rest sent with the request body; without skipping again at the
-    response headers, the SSE answer would be buffered whole (one piece at the very end)."""
+    """The processors are done with these after the request body (OpenAI clients) or the
+    response headers (Anthropic backends), and end the ext_proc stream: a mode_override in a
+    body answer would be ignored, and the SSE answer buffered whole (one piece at the end)."""
     for mock in (vllm, claude):
         mock.reset()
         mock.script({"text": "one two three four five six", "chunk_delay_s": 0.2})
