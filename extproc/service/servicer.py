@@ -55,7 +55,7 @@ class ExtProcServicer(ext_proc_grpc.ExternalProcessorServicer):  # type: ignore[
             return UntouchedProcessor(info, self.gateway)
         return factory(info, self.gateway)
 
-    async def Process(  # noqa: N802 - gRPC method name
+    async def Process(  # the gRPC method name
         self, request_iterator: AsyncIterator[ProcessingRequest], context: Any
     ) -> AsyncIterator[ProcessingResponse]:
         processor: Processor | None = None
