@@ -76,3 +76,17 @@ class Processor(Protocol):
 
     def close(self) -> None:
         """The stream ended, normally or not (client gone). Release everything."""
+
+
+def post_body_problem(info: RequestInfo, end_of_stream: bool) -> GatewayError | None:
+    """Why a JSON-body endpoint refuses this request at its headers, if it does."""
+    if info.method != "POST":
+        return GatewayError(
+            f"{info.method} is not allowed on {info.path}; use POST",
+            status=405,
+            error_type="invalid_request_error",
+        )
+    if end_of_stream:
+        return GatewayError("request body is empty", status=400, error_type="invalid_request_error")
+    return None
+

@@ -24,7 +24,14 @@ import structlog
 from extproc.config import Backend
 from extproc.errors import GatewayError, InvalidRequest
 from extproc.gateway import Gateway
-from extproc.processors.base import CONTINUE, Action, Continue, RequestInfo, Respond
+from extproc.processors.base import (
+    CONTINUE,
+    Action,
+    Continue,
+    RequestInfo,
+    Respond,
+    post_body_problem,
+)
 from extproc.processors.messages import parse_body, route_for
 from extproc.processors.routing import to_backend
 from extproc.processors.side_requests import (
@@ -55,13 +62,8 @@ class CountTokensProcessor:
                                               info.headers)
 
     async def request_headers(self, end_of_stream: bool) -> Action:
-        if self.info.method != "POST":
-            return self._refuse(GatewayError(
-                f"{self.info.method} is not allowed on {self.info.path}; use POST",
-                status=405, error_type="invalid_request_error"))
-        if end_of_stream:
-            return self._refuse(InvalidRequest("request body is empty"))
-        return CONTINUE
+        problem = post_body_problem(self.info, end_of_stream)
+        return CONTINUE if problem is None else self._refuse(problem)
 
     async def request_body(self, body: bytes, end_of_stream: bool) -> Action:
         self.record.body_received()

@@ -12,7 +12,14 @@ from extproc.config import Backend, Route, resolve_model
 from extproc.errors import BackendError, GatewayError, InvalidRequest, NotFound, RequestTooLarge
 from extproc.gateway import Gateway
 from extproc.mappings import error_type_for_status
-from extproc.processors.base import CONTINUE, Action, Continue, RequestInfo, Respond
+from extproc.processors.base import (
+    CONTINUE,
+    Action,
+    Continue,
+    RequestInfo,
+    Respond,
+    post_body_problem,
+)
 from extproc.processors.routing import to_backend
 from extproc.processors.server_tools import answer_server_tools
 from extproc.telemetry import Metadata, routing_metadata
@@ -86,14 +93,8 @@ class MessagesProcessor:
     # ---- request side --------------------------------------------------------------
 
     async def request_headers(self, end_of_stream: bool) -> Action:
-        if self.info.method != "POST":
-            return self._refuse(
-                GatewayError(f"{self.info.method} is not allowed on {self.info.path}; use POST",
-                             status=405, error_type="invalid_request_error")
-            )
-        if end_of_stream:
-            return self._refuse(InvalidRequest("request body is empty"))
-        return CONTINUE
+        problem = post_body_problem(self.info, end_of_stream)
+        return CONTINUE if problem is None else self._refuse(problem)
 
     async def request_body(self, body: bytes, end_of_stream: bool) -> Action:
         self.record.body_received()
