@@ -44,6 +44,18 @@ class HostPort(str):
         return core_schema.no_info_after_validator_function(check, core_schema.str_schema())
 
 
+def http_url(value: str, example: str) -> str:
+    """`value` if it is an http(s) URL with a host and a valid port, else a ValueError."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http(s) URL like {example}, got {value!r}")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise ValueError(f"bad port in {value!r}") from exc
+    return value
+
+
 ReasoningEcho = Literal["none", "reasoning", "reasoning_content", "think_tags"]
 SystemMerge = Literal["hoist", "user"]
 ThinkingSwitch = Literal["none", "chat_template_kwargs"]
@@ -99,14 +111,7 @@ class Backend(_Strict):
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"expected an http(s) URL like http://127.0.0.1:8000/v1, got {value!r}")
-        try:
-            parts.port  # noqa: B018 - raises on a bad port
-        except ValueError as exc:
-            raise ValueError(f"bad port in {value!r}") from exc
-        return value.rstrip("/")
+        return http_url(value, "http://127.0.0.1:8000/v1").rstrip("/")
 
     @property
     def host(self) -> str:
@@ -199,10 +204,7 @@ class WebSearchHook(_Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"expected an http(s) URL, got {value!r}")
-        return value
+        return http_url(value, "http://127.0.0.1:9000/search")
 
     def api_key(self) -> str | None:
         if not self.api_key_env:

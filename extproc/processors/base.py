@@ -11,6 +11,9 @@ from extproc.errors import GatewayError
 # Header our processors set so Envoy's route table picks the backend cluster.
 BACKEND_HEADER = "x-extproc-backend"
 
+# Response headers of every Anthropic SSE answer we write or translate.
+SSE_HEADERS = (("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache"))
+
 
 @dataclass(frozen=True, slots=True)
 class Continue:

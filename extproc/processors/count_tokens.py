@@ -22,7 +22,7 @@ import orjson
 import structlog
 
 from extproc.config import Backend
-from extproc.errors import GatewayError, InvalidRequest
+from extproc.errors import GatewayError
 from extproc.gateway import Gateway
 from extproc.processors.base import (
     CONTINUE,
@@ -33,7 +33,7 @@ from extproc.processors.base import (
     post_body_problem,
 )
 from extproc.processors.messages import parse_body, route_for
-from extproc.processors.routing import to_backend
+from extproc.processors.routing import renamed_body, to_backend
 from extproc.processors.side_requests import (
     auth_headers,
     cached,
@@ -105,13 +105,7 @@ class CountTokensProcessor:
         return self._answer(Respond(status=200, body=orjson.dumps({"input_tokens": count})))
 
     def _pass_through(self, request: dict[str, object], backend: Backend, model: str) -> Action:
-        new_body = None
-        if request.get("model") != model:
-            request["model"] = model
-            try:
-                new_body = orjson.dumps(request)
-            except orjson.JSONEncodeError:  # nested past the 254 levels orjson writes
-                raise InvalidRequest("request nests too deeply to forward") from None
+        new_body = renamed_body(request, model)
         set_headers, remove = to_backend(
             self.gateway.config, backend, backend.base_path + "/v1/messages/count_tokens",
             content_length=len(new_body) if new_body is not None else None,

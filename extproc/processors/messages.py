@@ -14,13 +14,14 @@ from extproc.gateway import Gateway
 from extproc.mappings import error_type_for_status
 from extproc.processors.base import (
     CONTINUE,
+    SSE_HEADERS,
     Action,
     Continue,
     RequestInfo,
     Respond,
     post_body_problem,
 )
-from extproc.processors.routing import to_backend
+from extproc.processors.routing import renamed_body, to_backend
 from extproc.processors.server_tools import answer_server_tools
 from extproc.telemetry import Metadata, routing_metadata
 from extproc.translators.context import ResponseContext
@@ -31,7 +32,6 @@ from extproc.translators.stream import StreamTranslator
 log = structlog.get_logger("extproc.messages")
 
 _JSON = ("content-type", "application/json")
-_SSE_HEADERS = (("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache"))
 
 
 class Answer(Enum):
@@ -157,13 +157,7 @@ class MessagesProcessor:
     ) -> Action:
         """Anthropic-schema backends speak our client's language: only route and rename."""
         self.answer = Answer.PASSTHROUGH
-        new_body: bytes | None = None
-        if request.get("model") != route.model:
-            request["model"] = route.model
-            try:
-                new_body = orjson.dumps(request)
-            except orjson.JSONEncodeError:
-                raise InvalidRequest("request nests too deeply to forward (over 254 levels)") from None
+        new_body = renamed_body(request, route.model)
         set_headers, remove = to_backend(
             self.gateway.config, route.backend, route.backend.base_path + "/v1/messages",
             content_length=len(new_body) if new_body is not None else None,
@@ -223,7 +217,7 @@ class MessagesProcessor:
             self.stream = StreamTranslator(self.context)
             self.record.streaming()
             return Continue(
-                set_headers=_SSE_HEADERS, remove_headers=("content-length",), stream_response=True
+                set_headers=SSE_HEADERS, remove_headers=("content-length",), stream_response=True
             )
         self.answer = Answer.JSON
         return Continue(set_headers=(_JSON,), remove_headers=("content-length",))

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import orjson
 
 from extproc.config import resolve_model
+from extproc.errors import InvalidRequest
 from extproc.gateway import Gateway
 from extproc.processors.base import (
     BACKEND_HEADER,
@@ -16,7 +17,7 @@ from extproc.processors.base import (
     RequestInfo,
     Respond,
 )
-from extproc.processors.routing import CLIENT_CREDENTIALS, to_backend
+from extproc.processors.routing import CLIENT_CREDENTIALS, renamed_body, to_backend
 from extproc.telemetry import routing_metadata
 
 
@@ -100,16 +101,10 @@ class ChatCompletionsProcessor(UntouchedProcessor):
             return self._refuse(
                 400, f"model {model!r} is served by an Anthropic-schema backend", "invalid_request_error"
             )
-        new_body: bytes | None = None
-        if route.model != model:
-            request["model"] = route.model
-            try:
-                new_body = orjson.dumps(request)
-            except orjson.JSONEncodeError:  # orjson writes at most 254 levels
-                return self._refuse(
-                    400, "request nests too deeply to forward (over 254 levels)",
-                    "invalid_request_error",
-                )
+        try:
+            new_body = renamed_body(request, route.model)
+        except InvalidRequest as err:
+            return self._refuse(err.status, err.message, err.error_type)
         self.record.routed(model, route.model, route.backend.name, route.backend.schema_)
         set_headers, remove = to_backend(
             self.gateway.config,

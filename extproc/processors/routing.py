@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import orjson
+
 from extproc.config import Backend, Config
+from extproc.errors import InvalidRequest
 from extproc.processors.base import BACKEND_HEADER
 
 # Client credentials and Anthropic-only headers never reach a backend (unless configured),
@@ -41,3 +44,15 @@ def to_backend(
     if config.forward_client_api_key:
         keep.update(CLIENT_CREDENTIALS)
     return set_headers, [h for h in dropped if h not in keep]
+
+
+def renamed_body(request: dict[str, object], model: str) -> bytes | None:
+    """The body to forward when only the model name may change; None keeps the client's bytes."""
+    if request.get("model") == model:
+        return None
+    request["model"] = model
+    try:
+        return orjson.dumps(request)
+    except orjson.JSONEncodeError:  # orjson writes at most 254 levels
+        raise InvalidRequest("request nests too deeply to forward (over 254 levels)") from None
+

@@ -18,7 +18,7 @@ import structlog
 
 from extproc.config import WebSearchHook
 from extproc.gateway import Gateway
-from extproc.processors.base import Respond
+from extproc.processors.base import SSE_HEADERS, Respond
 from extproc.translators.request import RequestOptions, TranslatedRequest, translate_request
 from extproc.translators.server_tools import (
     WEB_SEARCH,
@@ -35,10 +35,6 @@ from extproc.translators.server_tools import (
 
 log = structlog.get_logger("extproc.server_tools")
 
-SSE_HEADERS: Final = (
-    ("content-type", "text/event-stream; charset=utf-8"),
-    ("cache-control", "no-cache"),
-)
 _HOOK_FIELDS: Final = ("allowed_domains", "blocked_domains", "user_location")
 
 
