@@ -82,11 +82,9 @@ class MessagesProcessor:
         self.answer = Answer.PENDING
         self.context: ResponseContext | None = None
         self.backend: Backend | None = None
-        self.model = ""
         self.status = 0  # the status the client gets
         self.backend_status = 0  # the backend's, when it answered with an error or a redirect
         self.stream: StreamTranslator | None = None
-        self.error_type: str | None = None
         # Metrics, the summary log line and the trace span all come from this record.
         self.record = gateway.telemetry.start("anthropic_messages", info.request_id, info.headers)
 
@@ -104,7 +102,7 @@ class MessagesProcessor:
             return self._refuse(err)
 
     def _refuse(self, err: GatewayError) -> Respond:
-        self.status, self.error_type = err.status, err.error_type
+        self.status = err.status
         self.record.fail(err.error_type)
         self.record.end()
         return Respond(status=err.status, body=self._scrub(err.body()))
@@ -119,7 +117,6 @@ class MessagesProcessor:
         request = parse_body(body, config.limits.max_request_bytes)
         route = route_for(self.gateway, request)
         backend = self.backend = route.backend
-        self.model = route.model
         requested = str(request["model"])
         self.record.routed(requested, route.model, backend.name, backend.schema_)
         metadata = routing_metadata(requested, route.model, backend.name)
