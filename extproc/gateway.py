@@ -18,9 +18,11 @@ class Gateway:
 
     def __init__(self, config: Config, registry: Registry | None = None) -> None:
         from extproc.processors import default_registry
+        from extproc.processors.routing import Plans
 
         self.config = config
         self.registry = registry if registry is not None else default_registry()
+        self.plans = Plans(config)
         self.telemetry = Telemetry(config)
         self._http: aiohttp.ClientSession | None = None
         # Short-lived side-request results, keyed by their owner (model lists, whether a

@@ -15,11 +15,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from extproc.config import Config, ExtProcTLS, parse_hostport
 from extproc.gateway import Gateway
 from extproc.metrics import MetricsServer
-from extproc.service.servicer import ExtProcServicer, add_to_server
+from extproc.service.servicer import EXT_PROC_SERVICE, ExtProcServicer, add_to_server
 
 log = structlog.get_logger("extproc.server")
 
-EXT_PROC_SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
 # Request bodies up to the configured limit arrive in one buffered message.
 _MESSAGE_OVERHEAD = 1 << 20
 

@@ -62,6 +62,9 @@ class Telemetry:
 
             tracer = Tracer(config.tracing)
         self.tracer = tracer
+        # The summary line of a request that went well is at info: skip building it when
+        # only warnings are logged.
+        self.log_successes = config.log_level in ("debug", "info")
 
     def start(self, api: str, request_id: str = "", headers: Mapping[str, str] | None = None
               ) -> RequestRecord:
@@ -233,6 +236,9 @@ class RequestRecord:
         )
 
     def log_summary(self, obs: Observation) -> None:
+        warn = obs.error_type in _WARN_ERRORS or self.status >= 500
+        if not (warn or self.telemetry.log_successes):
+            return
         fields: dict[str, object] = {
             "request_id": self.request_id,
             "api": self.api,
@@ -256,7 +262,6 @@ class RequestRecord:
             fields["duration_ms"] = round(obs.duration * 1000, 1)
         if self.problems:
             fields["problems"] = self.problems
-        warn = obs.error_type in _WARN_ERRORS or self.status >= 500
         (log.warning if warn else log.info)("request", **fields)
 
 

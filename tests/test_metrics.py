@@ -395,7 +395,11 @@ async def test_openai_clients_are_counted_and_routed_with_metadata(gateway: Gate
 
 async def test_a_processor_exception_is_counted_by_phase(gateway: Gateway) -> None:
     from envoy.config.core.v3.base_pb2 import HeaderMap, HeaderValue
-    from envoy.service.ext_proc.v3.external_processor_pb2 import HttpHeaders, ProcessingRequest
+    from envoy.service.ext_proc.v3.external_processor_pb2 import (
+        HttpHeaders,
+        ProcessingRequest,
+        ProcessingResponse,
+    )
 
     from extproc.service.registry import Registry
     from extproc.service.servicer import ExtProcServicer
@@ -415,6 +419,7 @@ async def test_a_processor_exception_is_counted_by_phase(gateway: Gateway) -> No
 
     with structlog.testing.capture_logs():
         answers = [a async for a in ExtProcServicer(gw).Process(messages(), None)]
-    assert answers[0].immediate_response.status.code == 500
+    answer = ProcessingResponse.FromString(answers[0])  # the servicer yields encoded answers
+    assert answer.immediate_response.status.code == 500
     assert value(gw, "extproc_processor_failures_total", phase="request_headers") == 1
     assert value(gw, "extproc_inflight_requests") == 0

@@ -41,7 +41,7 @@ from extproc.processors.side_requests import (
     server_root,
     side_timeout,
 )
-from extproc.translators.request import RequestOptions, translate_request
+from extproc.translators.request import translate_request
 from extproc.translators.token_estimate import estimate_tokens, prompt_bytes
 
 log = structlog.get_logger("extproc.count_tokens")
@@ -85,17 +85,15 @@ class CountTokensProcessor:
     async def _count(self, body: bytes) -> Action:
         config = self.gateway.config
         request = parse_body(body, config.limits.max_request_bytes)
-        route = route_for(self.gateway, request)
-        backend = route.backend
-        self.record.routed(str(request["model"]), route.model, backend.name, backend.schema_)
+        plan = route_for(self.gateway, request)
+        backend = plan.backend
+        self.record.routed(str(request["model"]), plan.model, backend.name, backend.schema_)
         if backend.schema_ == "anthropic":
-            return self._pass_through(request, backend, route.model)
+            return self._pass_through(request, backend, plan.model)
         # count_tokens takes no max_tokens (and no stream); the translator wants one.
         counted = {k: v for k, v in request.items() if k != "stream"}
         counted.setdefault("max_tokens", 1)
-        translated = translate_request(
-            counted, RequestOptions.from_config(backend, route.model, config)
-        )
+        translated = translate_request(counted, plan.options)
         chat = orjson.loads(translated.body)
         count = None
         if backend.count_tokens == "tokenize":

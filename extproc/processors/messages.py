@@ -8,7 +8,7 @@ from enum import Enum
 import orjson
 import structlog
 
-from extproc.config import Backend, Route, resolve_model
+from extproc.config import Backend
 from extproc.errors import BackendError, GatewayError, InvalidRequest, NotFound, RequestTooLarge
 from extproc.gateway import Gateway
 from extproc.mappings import error_type_for_status
@@ -21,11 +21,10 @@ from extproc.processors.base import (
     Respond,
     post_body_problem,
 )
-from extproc.processors.routing import renamed_body, to_backend
+from extproc.processors.routing import Plan, renamed_body, to_backend
 from extproc.processors.server_tools import answer_server_tools
-from extproc.telemetry import Metadata, routing_metadata
 from extproc.translators.context import ResponseContext
-from extproc.translators.request import RequestOptions, translate_request
+from extproc.translators.request import translate_request
 from extproc.translators.response import convert_response, translate_error
 from extproc.translators.stream import StreamTranslator
 
@@ -65,14 +64,14 @@ def parse_body(body: bytes, max_bytes: int) -> dict[str, object]:
     return request
 
 
-def route_for(gateway: Gateway, request: Mapping[str, object]) -> Route:
+def route_for(gateway: Gateway, request: Mapping[str, object]) -> Plan:
     model = request.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("model: field required (a non-empty string)")
-    route = resolve_model(gateway.config, model)
-    if route is None:
+    plan = gateway.plans.get(model)
+    if plan is None:
         raise NotFound(f"model: {model!r} is not served by this gateway")
-    return route
+    return plan
 
 
 class MessagesProcessor:
@@ -115,16 +114,14 @@ class MessagesProcessor:
     async def _to_backend(self, body: bytes) -> Action:
         config = self.gateway.config
         request = parse_body(body, config.limits.max_request_bytes)
-        route = route_for(self.gateway, request)
-        backend = self.backend = route.backend
-        requested = str(request["model"])
-        self.record.routed(requested, route.model, backend.name, backend.schema_)
-        metadata = routing_metadata(requested, route.model, backend.name)
+        plan = route_for(self.gateway, request)
+        backend = self.backend = plan.backend
+        self.record.routed(str(request["model"]), plan.model, backend.name, backend.schema_)
         if config.log_prompts:
             log.info("prompt", request_id=self.info.request_id, prompt=request)
         if backend.schema_ == "anthropic":
-            return self._pass_through(request, body, route, metadata)
-        options = RequestOptions.from_config(backend, route.model, config)
+            return self._pass_through(request, plan)
+        options = plan.options
         translated = translate_request(request, options)
         if translated.server_tools:
             outcome = await answer_server_tools(self.gateway, request, translated, options)
@@ -137,7 +134,7 @@ class MessagesProcessor:
             log.info("fields_not_carried", request_id=self.info.request_id, fields=translated.dropped)
         self.context = translated.context
         set_headers, remove = to_backend(
-            config, backend, backend.base_path + "/chat/completions",
+            config, backend, plan.base_path + "/chat/completions",
             content_length=len(translated.body),
         )
         set_headers.append(_JSON)
@@ -146,17 +143,15 @@ class MessagesProcessor:
             remove_headers=tuple(remove),
             body=translated.body,
             clear_route_cache=True,
-            metadata=metadata,
+            metadata=plan.metadata,
         )
 
-    def _pass_through(
-        self, request: dict[str, object], body: bytes, route: Route, metadata: Metadata
-    ) -> Action:
+    def _pass_through(self, request: dict[str, object], plan: Plan) -> Action:
         """Anthropic-schema backends speak our client's language: only route and rename."""
         self.answer = Answer.PASSTHROUGH
-        new_body = renamed_body(request, route.model)
+        new_body = renamed_body(request, plan.model)
         set_headers, remove = to_backend(
-            self.gateway.config, route.backend, route.backend.base_path + "/v1/messages",
+            self.gateway.config, plan.backend, plan.base_path + "/v1/messages",
             content_length=len(new_body) if new_body is not None else None,
             anthropic_schema=True,
         )
@@ -165,7 +160,7 @@ class MessagesProcessor:
             remove_headers=tuple(remove),
             body=new_body,
             clear_route_cache=True,
-            metadata=metadata,
+            metadata=plan.metadata,
         )
 
     # ---- response side -------------------------------------------------------------

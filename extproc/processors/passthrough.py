@@ -6,7 +6,6 @@ from collections.abc import Mapping
 
 import orjson
 
-from extproc.config import resolve_model
 from extproc.errors import InvalidRequest
 from extproc.gateway import Gateway
 from extproc.processors.base import (
@@ -18,7 +17,6 @@ from extproc.processors.base import (
     Respond,
 )
 from extproc.processors.routing import CLIENT_CREDENTIALS, renamed_body, to_backend
-from extproc.telemetry import routing_metadata
 
 
 class UntouchedProcessor:
@@ -94,7 +92,7 @@ class ChatCompletionsProcessor(UntouchedProcessor):
         model = request.get("model") if isinstance(request, dict) else None
         if not isinstance(model, str) or not model:
             return self._refuse(400, "model: field required", "invalid_request_error")
-        route = resolve_model(self.gateway.config, model)
+        route = self.gateway.plans.get(model)
         if route is None:
             return self._refuse(404, f"model {model!r} is not served here", "not_found_error")
         if route.backend.schema_ != "openai":
@@ -109,7 +107,7 @@ class ChatCompletionsProcessor(UntouchedProcessor):
         set_headers, remove = to_backend(
             self.gateway.config,
             route.backend,
-            route.backend.base_path + "/chat/completions",
+            route.base_path + "/chat/completions",
             content_length=len(new_body) if new_body is not None else None,
         )
         return Continue(
@@ -118,7 +116,7 @@ class ChatCompletionsProcessor(UntouchedProcessor):
             body=new_body,
             clear_route_cache=True,
             skip_rest=True,
-            metadata=routing_metadata(model, route.model, route.backend.name),
+            metadata=route.metadata,
         )
 
     async def response_headers(self, headers: Mapping[str, str], end_of_stream: bool) -> Action:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import orjson
 
-from extproc.config import Backend, Config
+from extproc.config import Backend, Config, resolve_model
 from extproc.errors import InvalidRequest
 from extproc.processors.base import BACKEND_HEADER
+from extproc.telemetry import Metadata, routing_metadata
+from extproc.translators.options import RequestOptions
 
 # Client credentials and Anthropic-only headers never reach a backend (unless configured),
 # and `accept-encoding` goes so the backend answers uncompressed bytes we can translate.
@@ -56,3 +60,45 @@ def renamed_body(request: dict[str, object], model: str) -> bytes | None:
     except orjson.JSONEncodeError:  # orjson writes at most 254 levels
         raise InvalidRequest("request nests too deeply to forward (over 254 levels)") from None
 
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Where requests naming one model go, and what the config says about it."""
+
+    backend: Backend
+    model: str  # the name the backend serves
+    base_path: str  # the backend's API path prefix, e.g. "/v1"
+    options: RequestOptions  # the request translator's knobs for this model
+    metadata: Metadata  # Envoy dynamic metadata naming the route
+
+
+class Plans:
+    """Model name -> Plan, worked out once per name: resolving walks every backend's routes
+    (with glob aliases) and options merge pydantic models, too slow for every request."""
+
+    MAX_NAMES = 4096  # client-chosen names: bounded, so odd names cannot grow it forever
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._plans: dict[str, Plan] = {}
+
+    def get(self, requested: str) -> Plan | None:
+        plan = self._plans.get(requested)
+        if plan is not None:
+            return plan
+        route = resolve_model(self.config, requested)
+        if route is None:
+            return None
+        backend = route.backend
+        plan = Plan(
+            backend=backend,
+            model=route.model,
+            base_path=backend.base_path,
+            options=RequestOptions.from_config(backend, route.model, self.config),
+            metadata=routing_metadata(requested, route.model, backend.name),
+        )
+        if len(self._plans) >= self.MAX_NAMES:
+            self._plans.clear()
+        self._plans[requested] = plan
+        return plan

@@ -1,13 +1,13 @@
-"""Processor actions -> Envoy ProcessingResponse protobufs (upb). The only protobuf writer."""
+"""Processor actions -> encoded Envoy ProcessingResponses. The only protobuf writer.
+
+The answers of the per-request path are joined from cached wire pieces (extproc/service/wire.py);
+an immediate response, rare and never large, is built with upb objects.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-
-from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
 from envoy.extensions.filters.http.ext_proc.v3.processing_mode_pb2 import ProcessingMode
 from envoy.service.ext_proc.v3.external_processor_pb2 import (
-    BodyMutation,
     BodyResponse,
     CommonResponse,
     HeaderMutation,
@@ -16,11 +16,9 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
     ProcessingResponse,
 )
 from envoy.type.v3.http_status_pb2 import HttpStatus
-from google.protobuf.struct_pb2 import Struct
 
 from extproc.processors.base import Action, Continue, Respond
-
-_OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+from extproc.service import wire
 
 # Modes sent with `mode_override`. Unset header modes mean "default" (send); unset body
 # modes mean "none", so each override states the whole remaining plan.
@@ -28,10 +26,15 @@ STREAM_RESPONSE_BODY = ProcessingMode(response_body_mode=ProcessingMode.STREAMED
 SKIP_REST = ProcessingMode(
     response_header_mode=ProcessingMode.SKIP, response_trailer_mode=ProcessingMode.SKIP
 )
+_STREAM_OVERRIDE = wire.field(wire.MODE_OVERRIDE, STREAM_RESPONSE_BODY.SerializeToString())
+_SKIP_REST_OVERRIDE = wire.field(wire.MODE_OVERRIDE, SKIP_REST.SerializeToString())
+_CONTINUE_AND_REPLACE = wire.flag(wire.STATUS, CommonResponse.CONTINUE_AND_REPLACE)
+_CLEAR_BODY = wire.field(wire.BODY_MUTATION, wire.CLEAR_BODY)
+_CLEAR_ROUTE_CACHE = wire.flag(wire.CLEAR_ROUTE_CACHE, 1)
 
-# Precomputed empty answers for the common "no change" case, one per phase.
-_EMPTY = {
-    phase: ProcessingResponse(**{phase: cls()})
+# The answers for the common "no change" case, one per phase.
+_EMPTY: dict[str, bytes] = {
+    phase: ProcessingResponse(**{phase: cls()}).SerializeToString()
     for phase, cls in (
         ("request_headers", HeadersResponse),
         ("response_headers", HeadersResponse),
@@ -41,66 +44,52 @@ _EMPTY = {
 }
 
 
-def header_mutation(
-    set_headers: Iterable[tuple[str, str]], remove: Iterable[str]
-) -> HeaderMutation:
-    return HeaderMutation(
-        set_headers=[
-            HeaderValueOption(
-                header=HeaderValue(key=key, raw_value=value.encode()), append_action=_OVERWRITE
-            )
-            for key, value in set_headers
-        ],
-        remove_headers=list(remove),
-    )
-
-
-def _struct(fields: Mapping[str, Mapping[str, object]]) -> Struct:
-    struct = Struct()
-    struct.update({ns: dict(values) for ns, values in fields.items()})
-    return struct
-
-
-def render(phase: str, action: Action) -> ProcessingResponse:
-    """The ProcessingResponse answering a message of `phase` with `action`."""
+def render(phase: str, action: Action) -> bytes:
+    """The encoded ProcessingResponse answering a message of `phase` with `action`."""
     if isinstance(action, Respond):
-        return ProcessingResponse(
+        answer = ProcessingResponse(
             immediate_response=ImmediateResponse(
                 status=HttpStatus(code=action.status),
-                headers=header_mutation(action.headers, ()),
+                headers=HeaderMutation(
+                    set_headers=[wire.header_option(key, value) for key, value in action.headers]
+                ),
                 body=action.body,
             )
         )
+        return bytes(answer.SerializeToString())
     return _render_continue(phase, action)
 
 
-def _render_continue(phase: str, action: Continue) -> ProcessingResponse:
-    if action == _NOOP:
-        return _EMPTY[phase]
-    common = CommonResponse(clear_route_cache=action.clear_route_cache)
-    if action.set_headers or action.remove_headers:
-        common.header_mutation.CopyFrom(header_mutation(action.set_headers, action.remove_headers))
-    if action.body is not None:
-        if action.body:
-            common.body_mutation.CopyFrom(BodyMutation(body=action.body))
-        else:
-            common.body_mutation.CopyFrom(BodyMutation(clear_body=True))
-    if action.body is not None and phase.endswith("headers"):
+def _render_continue(phase: str, action: Continue) -> bytes:
+    headers_phase = phase.endswith("headers")
+    body = action.body
+    common: list[bytes] = []  # the CommonResponse's fields
+    if body is not None and headers_phase:
         # A body set while answering headers is only legal with CONTINUE_AND_REPLACE.
-        common.status = CommonResponse.CONTINUE_AND_REPLACE
-    wrapper = HeadersResponse(response=common) if phase.endswith("headers") else BodyResponse(
-        response=common
-    )
-    response = ProcessingResponse(**{phase: wrapper})
+        common.append(_CONTINUE_AND_REPLACE)
+    if action.set_headers or action.remove_headers:
+        common.append(wire.field(
+            wire.HEADER_MUTATION, wire.header_mutation(action.set_headers, action.remove_headers)
+        ))
+    if body:
+        body_key = wire.prefix(wire.BODY, len(body))
+        common += (wire.prefix(wire.BODY_MUTATION, len(body_key) + len(body)), body_key, body)
+    elif body is not None:
+        common.append(_CLEAR_BODY)
+    if action.clear_route_cache:
+        common.append(_CLEAR_ROUTE_CACHE)
+    beside: list[bytes] = []  # ProcessingResponse fields next to the phase answer
     if action.stream_response:
-        response.mode_override.CopyFrom(STREAM_RESPONSE_BODY)
-    elif action.skip_rest and phase.endswith("headers"):
+        beside.append(_STREAM_OVERRIDE)
+    elif action.skip_rest and headers_phase:
         # The servicer ends the stream after this answer anyway; Envoy reads a mode_override
         # only in answers to header messages, so body answers leave it out.
-        response.mode_override.CopyFrom(SKIP_REST)
+        beside.append(_SKIP_REST_OVERRIDE)
     if action.metadata:
-        response.dynamic_metadata.CopyFrom(_struct(action.metadata))
-    return response
-
-
-_NOOP = Continue()
+        beside.append(wire.metadata(action.metadata))
+    if not (common or beside or action.skip_rest):
+        return _EMPTY[phase]
+    size = sum(map(len, common))
+    response_key = wire.prefix(wire.RESPONSE, size)
+    phase_key = wire.prefix(wire.PHASE[phase], len(response_key) + size)
+    return b"".join([phase_key, response_key, *common, *beside])

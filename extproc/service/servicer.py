@@ -11,7 +11,6 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_proc_gr
 from envoy.service.ext_proc.v3.external_processor_pb2 import (
     HttpHeaders,
     ProcessingRequest,
-    ProcessingResponse,
 )
 
 from extproc.errors import GatewayError
@@ -57,7 +56,7 @@ class ExtProcServicer(ext_proc_grpc.ExternalProcessorServicer):  # type: ignore[
 
     async def Process(  # the gRPC method name
         self, request_iterator: AsyncIterator[ProcessingRequest], context: Any
-    ) -> AsyncIterator[ProcessingResponse]:
+    ) -> AsyncIterator[bytes]:  # encoded ProcessingResponses
         processor: Processor | None = None
         self.open_streams += 1
         try:
@@ -104,5 +103,20 @@ async def _dispatch(processor: Processor, phase: str, request: ProcessingRequest
     raise RuntimeError(f"unexpected ext_proc message {phase}")
 
 
+EXT_PROC_SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
+
+
 def add_to_server(server: grpc.aio.Server, servicer: ExtProcServicer) -> None:
-    ext_proc_grpc.add_ExternalProcessorServicer_to_server(servicer, server)
+    """Register like the generated `add_ExternalProcessorServicer_to_server`, except that
+    answers leave already encoded (extproc/service/mutations.py), so no serializer."""
+    handlers = {
+        "Process": grpc.stream_stream_rpc_method_handler(
+            servicer.Process,
+            request_deserializer=ProcessingRequest.FromString,
+            response_serializer=None,
+        )
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(EXT_PROC_SERVICE, handlers),)
+    )
+    server.add_registered_method_handlers(EXT_PROC_SERVICE, handlers)
