@@ -30,12 +30,17 @@ def _number(message: type[Message], field: str) -> int:
 
 
 def varint(value: int) -> bytes:
+    if value < 0x80:
+        return _ONE_BYTE[value]
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+_ONE_BYTE = [bytes((value,)) for value in range(0x80)]
 
 
 def _key(number: int, wire_type: int) -> bytes:
@@ -90,10 +95,17 @@ def header_option(key: str, value: str) -> HeaderValueOption:
     )
 
 
+_HEADER = _number(HeaderValueOption, "header")
+_APPEND_ACTION = flag(_number(HeaderValueOption, "append_action"), _OVERWRITE)
+_HEADER_KEY = _number(HeaderValue, "key")
+_RAW_VALUE = _number(HeaderValue, "raw_value")
+
+
 def _set_piece(key: str, value: str) -> bytes:
     piece = _set_pieces.get((key, value))
-    if piece is None:
-        piece = field(_SET_HEADER, header_option(key, value).SerializeToString())
+    if piece is None:  # header_option(key, value), encoded by hand: lengths are never cached
+        header = field(_HEADER_KEY, key.encode()) + field(_RAW_VALUE, value.encode())
+        piece = field(_SET_HEADER, field(_HEADER, header) + _APPEND_ACTION)
         if key != "content-length" and len(_set_pieces) < _CACHE_MAX:
             _set_pieces[key, value] = piece
     return piece
