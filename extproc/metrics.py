@@ -99,7 +99,7 @@ class SeriesKey:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # per request: not frozen (see processors/base.py Continue)
 class Observation:
     """What one finished request contributes; times in seconds, None when not measured."""
 

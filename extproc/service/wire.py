@@ -14,19 +14,21 @@ from collections.abc import Iterable, Mapping
 from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
 from envoy.service.ext_proc.v3.external_processor_pb2 import (
     BodyMutation,
+    BodyResponse,
     CommonResponse,
     HeaderMutation,
+    HeadersResponse,
     ProcessingResponse,
 )
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Struct
 
 _LENGTH_DELIMITED = 2
 _VARINT = 0
-
-
-def _number(message: type[Message], field: str) -> int:
-    return int(message.DESCRIPTOR.fields_by_name[field].number)
+_DELIMITED_TYPES = frozenset(
+    {FieldDescriptor.TYPE_MESSAGE, FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES}
+)
 
 
 def varint(value: int) -> bytes:
@@ -43,40 +45,44 @@ def varint(value: int) -> bytes:
 _ONE_BYTE = [bytes((value,)) for value in range(0x80)]
 
 
-def _key(number: int, wire_type: int) -> bytes:
-    return varint(number << 3 | wire_type)
+def key_of(message: type[Message], name: str) -> bytes:
+    """The bytes that start field `name` of `message` on the wire (number and wire type)."""
+    descriptor = message.DESCRIPTOR.fields_by_name[name]
+    wire_type = _LENGTH_DELIMITED if descriptor.type in _DELIMITED_TYPES else _VARINT
+    return varint(descriptor.number << 3 | wire_type)
 
 
-def prefix(number: int, size: int) -> bytes:
+def prefix(field_key: bytes, size: int) -> bytes:
     """What precedes a length-delimited field of `size` bytes."""
-    return _key(number, _LENGTH_DELIMITED) + varint(size)
+    return field_key + varint(size)
 
 
-def field(number: int, payload: bytes) -> bytes:
-    return prefix(number, len(payload)) + payload
+def field(field_key: bytes, payload: bytes) -> bytes:
+    return field_key + varint(len(payload)) + payload
 
 
-def flag(number: int, value: int) -> bytes:
-    return _key(number, _VARINT) + varint(value)
+def flag(field_key: bytes, value: int) -> bytes:
+    return field_key + varint(value)
 
 
 # ProcessingResponse: the phase answers by name, and what rides beside them.
 PHASE = {
-    name: _number(ProcessingResponse, name)
+    name: key_of(ProcessingResponse, name)
     for name in ("request_headers", "response_headers", "request_body", "response_body")
 }
-METADATA = _number(ProcessingResponse, "dynamic_metadata")
-MODE_OVERRIDE = _number(ProcessingResponse, "mode_override")
-RESPONSE = 1  # HeadersResponse.response and BodyResponse.response: the CommonResponse
+METADATA = key_of(ProcessingResponse, "dynamic_metadata")
+MODE_OVERRIDE = key_of(ProcessingResponse, "mode_override")
+RESPONSE = key_of(HeadersResponse, "response")  # the CommonResponse
+assert key_of(BodyResponse, "response") == RESPONSE
 # CommonResponse
-STATUS = _number(CommonResponse, "status")
-HEADER_MUTATION = _number(CommonResponse, "header_mutation")
-BODY_MUTATION = _number(CommonResponse, "body_mutation")
-CLEAR_ROUTE_CACHE = _number(CommonResponse, "clear_route_cache")
-_SET_HEADER = _number(HeaderMutation, "set_headers")
-_REMOVE_HEADER = _number(HeaderMutation, "remove_headers")
-BODY = _number(BodyMutation, "body")
-CLEAR_BODY = flag(_number(BodyMutation, "clear_body"), 1)
+STATUS = key_of(CommonResponse, "status")
+HEADER_MUTATION = key_of(CommonResponse, "header_mutation")
+BODY_MUTATION = key_of(CommonResponse, "body_mutation")
+CLEAR_ROUTE_CACHE = key_of(CommonResponse, "clear_route_cache")
+_SET_HEADER = key_of(HeaderMutation, "set_headers")
+_REMOVE_HEADER = key_of(HeaderMutation, "remove_headers")
+BODY = key_of(BodyMutation, "body")
+CLEAR_BODY = flag(key_of(BodyMutation, "clear_body"), 1)
 
 _OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 
@@ -95,10 +101,10 @@ def header_option(key: str, value: str) -> HeaderValueOption:
     )
 
 
-_HEADER = _number(HeaderValueOption, "header")
-_APPEND_ACTION = flag(_number(HeaderValueOption, "append_action"), _OVERWRITE)
-_HEADER_KEY = _number(HeaderValue, "key")
-_RAW_VALUE = _number(HeaderValue, "raw_value")
+_HEADER = key_of(HeaderValueOption, "header")
+_APPEND_ACTION = flag(key_of(HeaderValueOption, "append_action"), _OVERWRITE)
+_HEADER_KEY = key_of(HeaderValue, "key")
+_RAW_VALUE = key_of(HeaderValue, "raw_value")
 
 
 def _set_piece(key: str, value: str) -> bytes:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # per request: not frozen (see processors/base.py Continue)
 class ResponseContext:
     model: str  # model name reported to the client (the one it asked for)
     stop_sequences: tuple[str, ...] = ()

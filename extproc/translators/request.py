@@ -49,7 +49,7 @@ _ANTHROPIC_ONLY: Final = (
 _CLIENT_TOOL_FIELDS: Final = frozenset({"type", "name", "description", "input_schema"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # per request: not frozen (see processors/base.py Continue)
 class TranslatedRequest:
     body: bytes  # the OpenAI chat completions request, JSON
     stream: bool

@@ -39,7 +39,7 @@ class HeldToolCall:
     arguments: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # per request: not frozen (see processors/base.py Continue)
 class TranslatedResponse:
     body: bytes  # the Anthropic message JSON
     stop_reason: str

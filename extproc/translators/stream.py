@@ -55,7 +55,7 @@ class Phase(enum.Enum):
     FAILED = "failed"  # event: error written
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # per block: not frozen (see processors/base.py Continue)
 class OpenBlock:
     type: BlockType
     index: int
