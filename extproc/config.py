@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -140,16 +141,13 @@ class Backend(_Strict):
         return f"backend_{self.name}"
 
     def api_key(self) -> str | None:
-        """The backend credential, read from env or a secret file at call time."""
+        """The backend credential, from env at call time or a secret file (re-read each second)."""
         if self.api_key_env:
             key = os.environ.get(self.api_key_env)
             if key:
                 return key
         if self.api_key_file:
-            try:
-                return Path(self.api_key_file).read_text().strip() or None
-            except OSError:
-                return None
+            return _read_key_file(self.api_key_file)
         return None
 
     def options_for(self, model: str) -> ModelOptions:
@@ -159,6 +157,25 @@ class Backend(_Strict):
                 merged.update(route.options.model_dump(exclude_unset=True))
                 return ModelOptions(**merged)
         return self.options
+
+
+# A mounted secret is re-read at most once a second: rotation applies within a second, and a
+# request does not pay a file read.
+_KEY_FILE_TTL_S = 1.0
+_key_files: dict[str, tuple[float, str | None]] = {}
+
+
+def _read_key_file(path: str) -> str | None:
+    now = time.monotonic()
+    cached = _key_files.get(path)
+    if cached is not None and now - cached[0] < _KEY_FILE_TTL_S:
+        return cached[1]
+    try:
+        key = Path(path).read_text().strip() or None
+    except OSError:
+        key = None
+    _key_files[path] = (now, key)
+    return key
 
 
 class Timeouts(_Strict):

@@ -1,6 +1,6 @@
-"""Credentials per processor: the client's key is removed and the backend's key (env or secret
-file, read at request time) is set, unless `forward_client_api_key` passes the client's on.
-Backend error text quoting the backend key is blanked before the client sees it."""
+"""Credentials per processor: the client's key is removed and the backend's key (env at request
+time, or a secret file re-read each second) is set, unless `forward_client_api_key` passes the
+client's on. Backend error text quoting the backend key is blanked before the client sees it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from extproc.config import Config
+from extproc.config import Backend, Config
 from extproc.gateway import Gateway
 from extproc.processors.base import Continue, RequestInfo
 from extproc.processors.messages import MessagesProcessor
@@ -120,3 +120,23 @@ def test_backend_errors_quoting_the_backend_key_are_blanked(
     out = asyncio.run(answer(processor, status, body, stream))
     assert b"sk-from-file" not in out
     assert b"[redacted]" in out
+
+
+def test_a_rotated_key_file_applies_within_a_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from extproc import config as config_module
+
+    key_file = tmp_path / "rotating.key"
+    key_file.write_text("sk-old\n")
+    backend = Backend(name="b", base_url="http://127.0.0.1:9/v1", api_key_file=str(key_file))
+    now = [1000.0]
+    monkeypatch.setattr(config_module.time, "monotonic", lambda: now[0])
+    assert backend.api_key() == "sk-old"
+    key_file.write_text("sk-new\n")
+    assert backend.api_key() == "sk-old"  # a request does not pay a file read
+    now[0] += 1.0
+    assert backend.api_key() == "sk-new"
+    key_file.unlink()
+    now[0] += 1.0
+    assert backend.api_key() is None  # a vanished secret sends no key, never a stale one
