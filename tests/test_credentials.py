@@ -122,6 +122,29 @@ def test_backend_errors_quoting_the_backend_key_are_blanked(
     assert b"[redacted]" in out
 
 
+def test_an_anthropic_backends_error_quoting_the_key_is_blanked_too(tmp_path: Path) -> None:
+    processor = MessagesProcessor(info("/v1/messages"), gateway(tmp_path, False, "anthropic"))
+    asyncio.run(processor.request_body(BODY, True))
+    plan = asyncio.run(processor.response_headers(
+        {":status": "401", "content-type": "application/json"}, False))
+    assert isinstance(plan, Continue) and not plan.skip_rest  # the error body comes to us
+    assert "content-length" in plan.remove_headers
+    error = b'{"type":"error","error":{"type":"authentication_error","message":"bad sk-from-file"}}'
+    action = asyncio.run(processor.response_body(error, True))
+    processor.close()
+    assert isinstance(action, Continue) and action.body == error.replace(
+        b"sk-from-file", b"[redacted]")
+
+
+def test_an_anthropic_backends_success_streams_past_untouched(tmp_path: Path) -> None:
+    processor = MessagesProcessor(info("/v1/messages"), gateway(tmp_path, False, "anthropic"))
+    asyncio.run(processor.request_body(BODY, True))
+    plan = asyncio.run(processor.response_headers(
+        {":status": "200", "content-type": "text/event-stream"}, False))
+    processor.close()
+    assert isinstance(plan, Continue) and plan.skip_rest and plan.body is None
+
+
 def test_a_rotated_key_file_applies_within_a_second(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -41,6 +41,7 @@ class Answer(Enum):
     STREAM = "stream"
     ERROR = "error"
     PASSTHROUGH = "passthrough"
+    PASSTHROUGH_ERROR = "passthrough_error"  # an Anthropic-schema backend's error, scrubbed
 
 
 # orjson refuses to read JSON nested deeper than this, and to write deeper than 254 levels.
@@ -106,9 +107,12 @@ class MessagesProcessor:
         self.record.end()
         return Respond(status=err.status, body=self._scrub(err.body()))
 
+    def _backend_key(self) -> str | None:
+        return self.backend.api_key() if self.backend is not None else None
+
     def _scrub(self, data: bytes) -> bytes:
         """A backend's error text may quote the credential we sent it: never pass that on."""
-        key = self.backend.api_key() if self.backend is not None else None
+        key = self._backend_key()
         return data.replace(key.encode(), b"[redacted]") if key else data
 
     async def _to_backend(self, body: bytes) -> Action:
@@ -180,11 +184,16 @@ class MessagesProcessor:
             self.status = 502
         if self.answer is Answer.PASSTHROUGH:
             # An Anthropic-schema backend's answer needs no change: this message is only for
-            # the status in metrics; then the stream ends and the body streams past us.
-            if not 200 <= self.status < 300:
-                self.record.fail(error_type_for_status(self.status))
-            self.record.end()
-            return Continue(skip_rest=True)
+            # the status in metrics; then the stream ends and the body streams past us. An
+            # error stays with us (buffered) when its text could quote the key we sent.
+            if 200 <= self.status < 300 or end_of_stream or not self._backend_key():
+                if not 200 <= self.status < 300:
+                    self.record.fail(error_type_for_status(self.status))
+                self.record.end()
+                return Continue(skip_rest=True)
+            self.record.fail(error_type_for_status(self.status))
+            self.answer = Answer.PASSTHROUGH_ERROR
+            return Continue(remove_headers=("content-length",))
         content_type = headers.get("content-type", "")
         if not 200 <= self.status < 300:
             self.answer = Answer.ERROR
@@ -241,11 +250,12 @@ class MessagesProcessor:
                 return Continue(body=out, metadata=self.record.stream_done(self.stream),
                                 skip_rest=True)
             return Continue(body=out)
-        if self.answer is Answer.ERROR:
-            _, body = translate_error(self.backend_status, chunk)
+        if self.answer is Answer.ERROR or self.answer is Answer.PASSTHROUGH_ERROR:
+            if self.answer is Answer.ERROR:
+                _, chunk = translate_error(self.backend_status, chunk)
             if end_of_stream:
                 self.record.end()
-            return Continue(body=self._scrub(body))
+            return Continue(body=self._scrub(chunk))
         if self.answer is Answer.JSON:
             assert self.context is not None
             try:
