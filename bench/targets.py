@@ -156,8 +156,13 @@ def _render_envoy(backend_port: int, listen: int, admin: int, extproc: int, plai
 
 
 def _envoy_argv(config: Path) -> list[str]:
-    # The flags `extproc up` uses, so the three Envoy-based targets run Envoy alike.
-    return [envoy_binary(), "-c", str(config), "--use-dynamic-base-id", "--log-level", "warning"]
+    # The flags `extproc up` uses with one ext_proc worker, so the Envoy-based targets run
+    # Envoy alike (with the same number of worker threads).
+    sys.path.insert(0, str(ROOT))
+    from extproc.config import Config, envoy_concurrency
+
+    return [envoy_binary(), "-c", str(config), "--use-dynamic-base-id", "--log-level", "warning",
+            "--concurrency", str(envoy_concurrency(Config()))]
 
 
 async def start_envoy(workdir: Path, backend: Target, with_noop: bool) -> Target:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -158,3 +159,11 @@ def test_extproc_down_sdk_raises_server_error(envoy_without_extproc: EnvoyOnly) 
     assert caught.value.status_code >= 500
     assert isinstance(caught.value.body, dict)
     assert caught.value.body["type"] == "error"
+
+
+def test_envoy_leaves_a_core_to_the_ext_proc_worker(gateway: Gateway) -> None:
+    # `extproc up` starts Envoy with one worker thread per CPU we may use, minus the ext_proc
+    # workers (one here), and at least one.
+    info = httpx.get(gateway.admin_url + "/server_info", timeout=5).json()
+    expected = max(1, len(os.sched_getaffinity(0)) - 1)
+    assert int(info["command_line_options"]["concurrency"]) == expected

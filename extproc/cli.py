@@ -31,6 +31,7 @@ _CONFIG_FLAGS = {
     "log_level": "--log-level",
     "log_prompts": "--log-prompts",
     "workers": "--workers",
+    "envoy_concurrency": "--envoy-concurrency",
 }
 
 
@@ -46,6 +47,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-prompts", action="store_true", default=None,
                         help="debugging only: log each request's prompt (never keys)")
     parser.add_argument("--workers", type=int, metavar="N", help="ext_proc worker processes")
+    parser.add_argument("--envoy-concurrency", type=int, metavar="N",
+                        help="Envoy worker threads under `up` (default: CPUs minus --workers)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -159,6 +159,13 @@ class Backend(_Strict):
         return self.options
 
 
+def envoy_concurrency(config: Config) -> int:
+    """Envoy's worker threads for `extproc up` (see Config.envoy_concurrency)."""
+    if config.envoy_concurrency is not None:
+        return config.envoy_concurrency
+    return max(1, len(os.sched_getaffinity(0)) - config.workers)
+
+
 # A mounted secret is re-read at most once a second: rotation applies within a second, and a
 # request does not pay a file read.
 _KEY_FILE_TTL_S = 1.0
@@ -266,6 +273,9 @@ class Config(_Strict):
     timeouts: Timeouts = Timeouts()
     limits: Limits = Limits()
     workers: int = Field(default=1, ge=1, le=64)
+    # Envoy worker threads under `extproc up`; None: the CPUs we may use minus the ext_proc
+    # workers (at least one), so Envoy does not fight the Python processes for their cores.
+    envoy_concurrency: int | None = Field(default=None, ge=1, le=256)
     strip_billing_header: bool = True
     forward_client_api_key: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -331,7 +341,10 @@ def resolve_model(config: Config, requested: str) -> Route | None:
 
 # ---- loading ---------------------------------------------------------------------------
 
-_ENV_SCALARS = ("listen", "extproc_listen", "metrics_listen", "admin_listen", "log_level", "workers")
+_ENV_SCALARS = (
+    "listen", "extproc_listen", "metrics_listen", "admin_listen", "log_level", "workers",
+    "envoy_concurrency",
+)
 
 
 def _describe(exc: ValidationError) -> str:

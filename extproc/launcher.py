@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from extproc.config import Backend, Config, parse_hostport
+from extproc.config import Backend, Config, envoy_concurrency, parse_hostport
 from extproc.server import ExtProcServer
 from extproc.workers import Workers
 
@@ -95,11 +95,11 @@ async def spawn_envoy(config: Config, workdir: Path, profile: str = "local") -> 
     script = (
         '"$0" -m extproc envoy-config --config "$1" --profile "$2" > "$3" '
         '&& exec "$4" -c "$3" --use-dynamic-base-id --log-level warning '
-        '--drain-time-s "$5" --drain-strategy immediate'
+        '--drain-time-s "$5" --drain-strategy immediate --concurrency "$6"'
     )
     return await asyncio.create_subprocess_exec(
         "/bin/sh", "-c", script, sys.executable, str(config_path), profile, str(envoy_yaml),
-        envoy_binary(), str(int(config.timeouts.drain_s)),
+        envoy_binary(), str(int(config.timeouts.drain_s)), str(envoy_concurrency(config)),
     )
 
 
