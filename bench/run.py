@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--concurrency", help="comma list (default 1,8,32; quick: fixed per shape)")
     p.add_argument("--duration", type=float,
                    help="seconds per run (default 2; quick 1); paced streams get 1.25x")
-    p.add_argument("--repeats", type=int, help="runs per target and shape (default 2; quick 1)")
+    p.add_argument("--repeats", type=int, help="runs per target and shape (default 3; quick 1)")
     p.add_argument("--out", type=Path, default=BENCH / "results", help="results folder")
     p.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
     p.add_argument("--keep-workdir", action="store_true", help="keep configs and logs")
@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.explicit_concurrency = args.concurrency is not None
     args.concurrency = [int(c) for c in (args.concurrency or "1,8,32").split(",")]
     args.duration = args.duration or (1.0 if args.quick else 2.0)
-    args.repeats = args.repeats or (1 if args.quick else 2)
+    args.repeats = args.repeats or (1 if args.quick else 3)
     # The worker variants are part of the full run; --quick keeps to the five targets.
     default = [t for t in ALL_TARGETS if not (args.quick and "-w" in t)]
     names = args.targets.split(",") if args.targets else default
@@ -275,7 +275,7 @@ async def bench(args: argparse.Namespace) -> int:
 def is_default_full_run(args: argparse.Namespace) -> bool:
     """Only a full run with default settings may replace the results the README shows."""
     return (not args.quick and args.targets == list(ALL_TARGETS) and args.concurrency == [1, 8, 32]
-            and args.duration == 2.0 and args.repeats == 2 and args.out == BENCH / "results")
+            and args.duration == 2.0 and args.repeats == 3 and args.out == BENCH / "results")
 
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
