@@ -92,22 +92,22 @@ class ChatCompletionsProcessor(UntouchedProcessor):
         model = request.get("model") if isinstance(request, dict) else None
         if not isinstance(model, str) or not model:
             return self._refuse(400, "model: field required", "invalid_request_error")
-        route = self.gateway.plans.get(model)
-        if route is None:
+        plan = self.gateway.plans.get(model)
+        if plan is None:
             return self._refuse(404, f"model {model!r} is not served here", "not_found_error")
-        if route.backend.schema_ != "openai":
+        if plan.backend.schema_ != "openai":
             return self._refuse(
                 400, f"model {model!r} is served by an Anthropic-schema backend", "invalid_request_error"
             )
         try:
-            new_body = renamed_body(request, route.model)
+            new_body = renamed_body(request, plan.model)
         except InvalidRequest as err:
             return self._refuse(err.status, err.message, err.error_type)
-        self.record.routed(model, route.model, route.backend.name, route.backend.schema_)
+        self.record.routed(model, plan.model, plan.backend.name, plan.backend.schema_)
         set_headers, remove = to_backend(
             self.gateway.config,
-            route.backend,
-            route.base_path + "/chat/completions",
+            plan.backend,
+            plan.base_path + "/chat/completions",
             content_length=len(new_body) if new_body is not None else None,
         )
         return Continue(
@@ -116,7 +116,7 @@ class ChatCompletionsProcessor(UntouchedProcessor):
             body=new_body,
             clear_route_cache=True,
             skip_rest=True,
-            metadata=route.metadata,
+            metadata=plan.metadata,
         )
 
     async def response_headers(self, headers: Mapping[str, str], end_of_stream: bool) -> Action:

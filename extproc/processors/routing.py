@@ -61,7 +61,6 @@ def renamed_body(request: dict[str, object], model: str) -> bytes | None:
         raise InvalidRequest("request nests too deeply to forward (over 254 levels)") from None
 
 
-
 @dataclass(frozen=True, slots=True)
 class Plan:
     """Where requests naming one model go, and what the config says about it."""
