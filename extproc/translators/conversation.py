@@ -14,6 +14,7 @@ import orjson
 
 from extproc.errors import InvalidRequest
 from extproc.translators.options import RequestOptions
+from extproc.translators.server_tools import history_text
 from extproc.translators.think_tags import with_think_tags
 
 Block = dict[str, Any]
@@ -284,7 +285,9 @@ def _assistant(
                 reasoning.append(block["thinking"])
         elif kind in _USER_ONLY:
             raise InvalidRequest(f"{at}: a {kind} block belongs in a user message")
-        else:  # redacted_thinking, server_tool_use, server tool results, unknown types
+        elif (text := history_text(block)) is not None:  # an earlier server tool turn
+            texts.append(text)
+        else:  # redacted_thinking, other server tool results, unknown types
             dropped.add(f"block:{kind}")
     message: ChatMessage = {"role": "assistant"}
     if texts:

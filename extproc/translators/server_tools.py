@@ -234,6 +234,42 @@ def results_text(call: ServerToolCall, results: Sequence[SearchResult]) -> str:
     return "\n".join(lines)
 
 
+# ---- earlier server tool turns in history ------------------------------------------------------
+
+
+def history_text(block: Mapping[str, Any]) -> str | None:
+    """An earlier `server_tool_use` or `web_search_tool_result` block as text for the backend,
+    so the model still knows what it searched and what it found; None: nothing to carry.
+    Page text is left out: `encrypted_content` is opaque in Anthropic's own results."""
+    kind = block.get("type")
+    if kind == "server_tool_use":
+        name = block.get("name")
+        arguments = block.get("input")
+        query = arguments.get("query") if isinstance(arguments, dict) else None
+        if not isinstance(name, str):
+            return None
+        if isinstance(query, str):
+            return f'[{name}: "{query}"]'
+        if isinstance(arguments, dict) and arguments:
+            return f"[{name}: {orjson.dumps(arguments).decode()}]"
+        return f"[{name}]"
+    if kind != WEB_SEARCH.result_type:
+        return None
+    content = block.get("content")
+    if isinstance(content, dict) and isinstance(content.get("error_code"), str):
+        return f"[web search failed: {content['error_code']}]"
+    if not isinstance(content, list):
+        return None
+    lines = ["Web search results:"]
+    for result in content:
+        if isinstance(result, dict) and isinstance(result.get("url"), str):
+            title = result.get("title")
+            age = result.get("page_age")
+            line = f"- {title} <{result['url']}>" if isinstance(title, str) else f"- <{result['url']}>"
+            lines.append(f"{line} ({age})" if isinstance(age, str) and age else line)
+    return "\n".join(lines) if len(lines) > 1 else "Web search results: none"
+
+
 # ---- a whole answer made by the gateway ----------------------------------------------------
 
 

@@ -23,6 +23,7 @@ from extproc.translators.server_tools import (
     WEB_SEARCH,
     SearchResult,
     error_blocks,
+    history_text,
     message_body,
     plan_server_tool,
     search_blocks,
@@ -215,3 +216,39 @@ def test_backend_answer_after_a_search_opens_with_the_search_blocks() -> None:
     assert [b.type for b in streamed.content] == ["server_tool_use", "web_search_tool_result", "text"]
     assert streamed.content[0].model_dump(exclude_none=True) == context.leading_blocks[0]
     assert streamed.content[2].text == "Prefix caching reuses blocks."  # type: ignore[union-attr]
+
+
+# ---- earlier server tool turns come back in history ---------------------------------------
+
+
+@pytest.mark.parametrize(("block", "text"), [
+    ({"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search",
+      "input": {"query": "vllm ext_proc"}}, '[web_search: "vllm ext_proc"]'),
+    ({"type": "server_tool_use", "id": "srvtoolu_2", "name": "web_fetch",
+      "input": {"url": "https://vllm.ai"}}, '[web_fetch: {"url":"https://vllm.ai"}]'),
+    ({"type": "server_tool_use", "id": "srvtoolu_3", "name": "web_search", "input": {}},
+     "[web_search]"),
+    ({"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": [
+        {"type": "web_search_result", "url": "https://vllm.ai", "title": "vLLM",
+         "encrypted_content": "opaque", "page_age": "1 day ago"},
+        {"type": "web_search_result", "url": "https://docs.vllm.ai", "encrypted_content": "x"},
+    ]}, "Web search results:\n- vLLM <https://vllm.ai> (1 day ago)\n- <https://docs.vllm.ai>"),
+    ({"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []},
+     "Web search results: none"),
+    ({"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1",
+      "content": {"type": "web_search_tool_result_error", "error_code": "too_many_requests"}},
+     "[web search failed: too_many_requests]"),
+])
+def test_earlier_server_tool_blocks_become_text_the_model_can_read(
+    block: dict[str, Any], text: str
+) -> None:
+    assert history_text(block) == text
+
+
+@pytest.mark.parametrize("block", [
+    {"type": "web_fetch_tool_result", "tool_use_id": "srvtoolu_1", "content": {}},
+    {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": "junk"},
+    {"type": "server_tool_use", "id": "srvtoolu_1", "name": 7, "input": {}},
+])
+def test_server_tool_blocks_we_cannot_read_are_left_out(block: dict[str, Any]) -> None:
+    assert history_text(block) is None
