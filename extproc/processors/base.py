@@ -53,6 +53,19 @@ class Respond:
 
 Action = Continue | Respond
 
+
+def redact(data: bytes, key: str | None) -> bytes:
+    """A backend's error text may quote the credential we sent it: never pass that on."""
+    return data.replace(key.encode(), b"[redacted]") if key else data
+
+
+def response_status(headers: Mapping[str, str]) -> int:
+    """The backend's status; 502 when Envoy hands over something that is not a number."""
+    try:
+        return int(headers.get(":status", "0"))
+    except ValueError:
+        return 502
+
 CONTINUE = Continue()
 
 

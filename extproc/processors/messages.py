@@ -20,6 +20,8 @@ from extproc.processors.base import (
     RequestInfo,
     Respond,
     post_body_problem,
+    redact,
+    response_status,
 )
 from extproc.processors.routing import Plan, renamed_body, to_backend
 from extproc.processors.server_tools import answer_server_tools
@@ -111,9 +113,7 @@ class MessagesProcessor:
         return self.backend.api_key() if self.backend is not None else None
 
     def _scrub(self, data: bytes) -> bytes:
-        """A backend's error text may quote the credential we sent it: never pass that on."""
-        key = self._backend_key()
-        return data.replace(key.encode(), b"[redacted]") if key else data
+        return redact(data, self._backend_key())
 
     async def _to_backend(self, body: bytes) -> Action:
         config = self.gateway.config
@@ -178,10 +178,7 @@ class MessagesProcessor:
     # no longer become a 502, nor an HTML error page `application/json`.
 
     async def response_headers(self, headers: Mapping[str, str], end_of_stream: bool) -> Action:
-        try:
-            self.status = int(headers.get(":status", "0"))
-        except ValueError:
-            self.status = 502
+        self.status = response_status(headers)
         if self.answer is Answer.PASSTHROUGH:
             # An Anthropic-schema backend's answer needs no change: this message is only for
             # the status in metrics; then the stream ends and the body streams past us. An

@@ -8,6 +8,7 @@ import orjson
 
 from extproc.errors import InvalidRequest
 from extproc.gateway import Gateway
+from extproc.mappings import error_type_for_status
 from extproc.processors.base import (
     BACKEND_HEADER,
     CONTINUE,
@@ -15,6 +16,8 @@ from extproc.processors.base import (
     Continue,
     RequestInfo,
     Respond,
+    redact,
+    response_status,
 )
 from extproc.processors.routing import CLIENT_CREDENTIALS, renamed_body, to_backend
 
@@ -64,13 +67,15 @@ def openai_error(status: int, message: str, error_type: str) -> Respond:
 class ChatCompletionsProcessor(UntouchedProcessor):
     """`/v1/chat/completions` for OpenAI clients: route by model, swap credentials, no translation.
 
-    Counted in metrics and the request log (api `openai_chat_completions`); the response is
-    not processed, so its status and tokens are Envoy's to log.
+    Counted in metrics and the request log (api `openai_chat_completions`). The response is
+    not processed (its tokens are Envoy's to log), except when we sent the backend our key:
+    then we see the status, and an error answer, whose text may quote the key, is scrubbed.
     """
 
     def __init__(self, info: RequestInfo, gateway: Gateway) -> None:
         super().__init__(info, gateway)
         self.record = gateway.telemetry.start("openai_chat_completions", info.request_id, info.headers)
+        self.key: str | None = None  # the backend key we sent, if any
 
     def _refuse(self, status: int, message: str, error_type: str) -> Respond:
         self.record.status = status
@@ -104,6 +109,8 @@ class ChatCompletionsProcessor(UntouchedProcessor):
         except InvalidRequest as err:
             return self._refuse(err.status, err.message, err.error_type)
         self.record.routed(model, plan.model, plan.backend.name, plan.backend.schema_)
+        if not self.gateway.config.forward_client_api_key:
+            self.key = plan.backend.api_key()
         set_headers, remove = to_backend(
             self.gateway.config,
             plan.backend,
@@ -115,14 +122,22 @@ class ChatCompletionsProcessor(UntouchedProcessor):
             remove_headers=tuple(remove),
             body=new_body,
             clear_route_cache=True,
-            skip_rest=True,
+            skip_rest=self.key is None,  # then the answer (SSE included) streams past us
             metadata=plan.metadata,
         )
 
     async def response_headers(self, headers: Mapping[str, str], end_of_stream: bool) -> Action:
-        # Not reached: skip_rest in the request body answer ends the ext_proc stream, so
-        # the answer (SSE included) streams past us. Skip again, should it ever come.
-        return Continue(skip_rest=True)
+        self.record.status = response_status(headers)
+        if 200 <= self.record.status < 300 or end_of_stream or self.key is None:
+            self.record.end()
+            return Continue(skip_rest=True)
+        self.record.fail(error_type_for_status(self.record.status))
+        return Continue(remove_headers=("content-length",))  # the body comes to us, buffered
+
+    async def response_body(self, chunk: bytes, end_of_stream: bool) -> Action:
+        if end_of_stream:
+            self.record.end()
+        return Continue(body=redact(chunk, self.key))
 
     def close(self) -> None:
         self.record.close()

@@ -143,9 +143,12 @@ async def test_a_stream_that_ends_early_leaves_nothing_behind(server: ExtProcSer
     assert server.servicer.open_streams == 0
 
 
-async def test_skip_rest_ends_the_stream_in_any_phase(server: ExtProcServer) -> None:
+async def test_skip_rest_ends_the_stream_in_any_phase(
+    server: ExtProcServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Envoy reads a mode_override only in answers to header messages; ending the stream is
     what stops its messages after a body answer (the response headers never come)."""
+    monkeypatch.delenv("TEST_BACKEND_KEY")  # no key sent: nothing to scrub from the answer
     payload = orjson.dumps({"model": "qwen3-coder", "messages": []})
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         call = ext_proc_grpc.ExternalProcessorStub(channel).Process()
@@ -158,6 +161,32 @@ async def test_skip_rest_ends_the_stream_in_any_phase(server: ExtProcServer) -> 
         assert await call.read() is grpc.aio.EOF  # ended by the server, not by the client
         assert await call.code() == grpc.StatusCode.OK
     assert server.servicer.open_streams == 0
+
+
+def response_headers(status: int) -> ProcessingRequest:
+    return ProcessingRequest(response_headers=HttpHeaders(headers=HeaderMap(headers=[
+        HeaderValue(key=":status", raw_value=str(status).encode()),
+        HeaderValue(key="content-type", raw_value=b"application/json")])))
+
+
+async def test_with_our_key_sent_a_chat_error_is_scrubbed_and_a_success_streams_past(
+    server: ExtProcServer,
+) -> None:
+    payload = orjson.dumps({"model": "qwen3-coder", "messages": []})
+    quoted = b'{"error":{"message":"Incorrect API key provided: sk-backend-secret"}}'
+    error = await exchange(server.port, [
+        request_headers("/v1/chat/completions"), body(payload), response_headers(401),
+        ProcessingRequest(response_body=HttpBody(body=quoted, end_of_stream=True)),
+    ])
+    assert [a.WhichOneof("response") for a in error] == [
+        "request_headers", "request_body", "response_headers", "response_body"]
+    assert "content-length" in mutations(error[2], "response_headers")[1]
+    scrubbed = error[3].response_body.response.body_mutation.body
+    assert b"sk-backend-secret" not in scrubbed and b"[redacted]" in scrubbed
+    success = await exchange(server.port, [
+        request_headers("/v1/chat/completions"), body(payload), response_headers(200),
+    ])
+    assert success[2].mode_override.response_header_mode == ProcessingMode.SKIP  # then EOF
 
 
 async def test_health_reports_serving(server: ExtProcServer) -> None:
