@@ -14,6 +14,7 @@ caches (vLLM's, and any in between) warm. We send `max_tokens`, not
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -74,8 +75,9 @@ def translate_request(request: dict[str, Any], options: RequestOptions) -> Trans
     dropped.update(name for name in _ANTHROPIC_ONLY if request.get(name) is not None)
     stream = bool(request.get("stream"))
     stops = request.get("stop_sequences") or []
-    functions, server_tools = _tools(request.get("tools") or (), options.max_json_depth, dropped)
-    client_tools = frozenset(tool["function"]["name"] for tool in functions)
+    tools = _translated_tools(request.get("tools") or [], options.max_json_depth)
+    dropped.update(tools.dropped)
+    functions, client_tools = tools.functions, tools.client_tools
 
     max_tokens = _max_tokens(request, options)
     body: dict[str, Any] = {"model": options.model}
@@ -96,7 +98,7 @@ def translate_request(request: dict[str, Any], options: RequestOptions) -> Trans
             dropped.add("tool_choice")  # a server tool: the gateway answers for it
         else:
             _tool_choice(choice, client_tools, body)
-        body["tools"] = functions
+        body["tools"] = tools.encoded
     elif choice is not None and choice["type"] in ("any", "tool"):
         dropped.add("tool_choice")  # no client tool to choose from
     messages = convert_conversation(request, options, dropped)
@@ -129,7 +131,7 @@ def translate_request(request: dict[str, Any], options: RequestOptions) -> Trans
         stream=stream,
         context=context,
         dropped=tuple(sorted(dropped)),
-        server_tools=tuple(server_tools),
+        server_tools=tools.server_tools,
     )
 
 
@@ -198,6 +200,57 @@ def _user_id(metadata: dict[str, Any] | None, dropped: set[str]) -> str | None:
     dropped.update(f"metadata.{key}" for key in metadata if key != "user_id")
     user_id = metadata.get("user_id")
     return user_id if isinstance(user_id, str) and user_id else None
+
+
+@dataclass(slots=True)
+class _Tools:
+    """A request's `tools`, translated; kept for the next request that sends the same ones."""
+
+    anthropic: bytes  # the client's tools as JSON: what a later request must match
+    functions: list[dict[str, Any]]  # OpenAI function tools (read-only once cached)
+    encoded: orjson.Fragment  # `functions` as JSON, spliced into the body as is
+    client_tools: frozenset[str]
+    server_tools: tuple[str, ...]
+    dropped: frozenset[str]
+
+
+_NO_TOOLS: Final = _Tools(b"[]", [], orjson.Fragment(b"[]"), frozenset(), (), frozenset())
+# Claude Code sends the same ~20 tools, 40-60 KB of schemas, with every request of a
+# session: checking and converting them once saves ~15% of translating such a request.
+_TOOLS_CACHE_MAX: Final = 16
+_tools_cache: dict[tuple[int, int], _Tools] = {}
+
+
+def _translated_tools(tools: list[Any], max_depth: int) -> _Tools:
+    if not tools:
+        return _NO_TOOLS
+    try:
+        anthropic = orjson.dumps(tools)
+    except orjson.JSONEncodeError:  # past orjson's 254 levels: the checks below say why
+        anthropic = b""
+    key = (zlib.crc32(anthropic), max_depth)
+    cached = _tools_cache.get(key)
+    if cached is not None and anthropic and cached.anthropic == anthropic:
+        return cached
+    dropped: set[str] = set()
+    functions, server_tools = _tools(tools, max_depth, dropped)
+    try:
+        encoded = orjson.dumps(functions)
+    except orjson.JSONEncodeError:  # a max_json_depth above what orjson writes
+        raise InvalidRequest("request nests too deeply to translate") from None
+    translated = _Tools(
+        anthropic=anthropic,
+        functions=functions,
+        encoded=orjson.Fragment(encoded),
+        client_tools=frozenset(tool["function"]["name"] for tool in functions),
+        server_tools=tuple(server_tools),
+        dropped=frozenset(dropped),
+    )
+    if anthropic:
+        if len(_tools_cache) >= _TOOLS_CACHE_MAX:
+            _tools_cache.clear()
+        _tools_cache[key] = translated
+    return translated
 
 
 def _tools(tools: Any, max_depth: int, dropped: set[str]) -> tuple[list[dict[str, Any]], list[str]]:
