@@ -53,6 +53,8 @@ class Respond:
 
 Action = Continue | Respond
 
+CONTINUE = Continue()
+
 
 def redact(data: bytes, key: str | None) -> bytes:
     """A backend's error text may quote the credential we sent it: never pass that on."""
@@ -65,8 +67,6 @@ def response_status(headers: Mapping[str, str]) -> int:
         return int(headers.get(":status", "0"))
     except ValueError:
         return 502
-
-CONTINUE = Continue()
 
 
 @dataclass(slots=True)
