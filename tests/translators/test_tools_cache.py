@@ -61,3 +61,21 @@ def test_a_too_deep_schema_is_refused_every_time() -> None:
     for _ in range(2):
         with pytest.raises(InvalidRequest, match="nested deeper than 8 levels"):
             translate_request(body(tools), RequestOptions(model="m", max_json_depth=8))
+
+
+def test_seen_tools_skip_validation_but_the_rest_of_the_request_does_not() -> None:
+    request_module._tools_cache.clear()
+    translate_request(body(TOOLS), RequestOptions(model="m"))
+    broken = body(TOOLS)
+    broken["max_tokens"] = "many"
+    with pytest.raises(InvalidRequest, match="max_tokens"):
+        translate_request(broken, RequestOptions(model="m"))
+
+
+def test_invalid_tools_are_never_kept() -> None:
+    request_module._tools_cache.clear()
+    tools = [{"name": "NoSchema", "description": "input_schema is missing"}]
+    for _ in range(2):
+        with pytest.raises(InvalidRequest, match="input_schema"):
+            translate_request(body(tools), RequestOptions(model="m"))
+    assert not request_module._tools_cache
