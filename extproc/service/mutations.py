@@ -50,9 +50,7 @@ def render(phase: str, action: Action) -> bytes:
         answer = ProcessingResponse(
             immediate_response=ImmediateResponse(
                 status=HttpStatus(code=action.status),
-                headers=HeaderMutation(
-                    set_headers=[wire.header_option(key, value) for key, value in action.headers]
-                ),
+                headers=HeaderMutation.FromString(wire.header_mutation(action.headers, ())),
                 body=action.body,
             )
         )

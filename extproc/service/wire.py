@@ -94,13 +94,6 @@ _remove_pieces: dict[str, bytes] = {}
 _metadata_pieces: dict[object, bytes] = {}
 
 
-def header_option(key: str, value: str) -> HeaderValueOption:
-    """A header set (overwritten if present) by its raw bytes."""
-    return HeaderValueOption(
-        header=HeaderValue(key=key, raw_value=value.encode()), append_action=_OVERWRITE
-    )
-
-
 _HEADER = key_of(HeaderValueOption, "header")
 _APPEND_ACTION = flag(key_of(HeaderValueOption, "append_action"), _OVERWRITE)
 _HEADER_KEY = key_of(HeaderValue, "key")
@@ -109,7 +102,7 @@ _RAW_VALUE = key_of(HeaderValue, "raw_value")
 
 def _set_piece(key: str, value: str) -> bytes:
     piece = _set_pieces.get((key, value))
-    if piece is None:  # header_option(key, value), encoded by hand: lengths are never cached
+    if piece is None:  # a header set (overwritten if present) by its raw bytes
         header = field(_HEADER_KEY, key.encode()) + field(_RAW_VALUE, value.encode())
         piece = field(_SET_HEADER, field(_HEADER, header) + _APPEND_ACTION)
         if key != "content-length" and len(_set_pieces) < _CACHE_MAX:
