@@ -158,7 +158,8 @@ def _render_envoy(backend_port: int, listen: int, admin: int, extproc: int, plai
 def _envoy_argv(config: Path) -> list[str]:
     # The flags `extproc up` uses with one ext_proc worker, so the Envoy-based targets run
     # Envoy alike (with the same number of worker threads).
-    sys.path.insert(0, str(ROOT))
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
     from extproc.config import Config, envoy_concurrency
 
     return [envoy_binary(), "-c", str(config), "--use-dynamic-base-id", "--log-level", "warning",

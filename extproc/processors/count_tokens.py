@@ -33,7 +33,7 @@ from extproc.processors.base import (
     post_body_problem,
 )
 from extproc.processors.messages import parse_body, route_for
-from extproc.processors.routing import renamed_body, to_backend
+from extproc.processors.routing import Plan, renamed_body, to_backend
 from extproc.processors.side_requests import (
     auth_headers,
     cached,
@@ -89,7 +89,7 @@ class CountTokensProcessor:
         backend = plan.backend
         self.record.routed(str(request["model"]), plan.model, backend.name, backend.schema_)
         if backend.schema_ == "anthropic":
-            return self._pass_through(request, backend, plan.model)
+            return self._pass_through(request, plan)
         # count_tokens takes no max_tokens (and no stream); the translator wants one.
         counted = {k: v for k, v in request.items() if k != "stream"}
         counted.setdefault("max_tokens", 1)
@@ -102,10 +102,10 @@ class CountTokensProcessor:
             count = estimate_tokens(prompt_bytes(chat))
         return self._answer(Respond(status=200, body=orjson.dumps({"input_tokens": count})))
 
-    def _pass_through(self, request: dict[str, object], backend: Backend, model: str) -> Action:
-        new_body = renamed_body(request, model)
+    def _pass_through(self, request: dict[str, object], plan: Plan) -> Action:
+        new_body = renamed_body(request, plan.model)
         set_headers, remove = to_backend(
-            self.gateway.config, backend, backend.base_path + "/v1/messages/count_tokens",
+            self.gateway.config, plan.backend, plan.base_path + "/v1/messages/count_tokens",
             content_length=len(new_body) if new_body is not None else None,
             anthropic_schema=True,
         )
