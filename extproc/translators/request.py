@@ -14,6 +14,7 @@ caches (vLLM's, and any in between) warm. We send `max_tokens`, not
 
 from __future__ import annotations
 
+import secrets
 import zlib
 from dataclasses import dataclass
 from typing import Any, Final
@@ -34,7 +35,7 @@ from extproc.translators.conversation import convert_conversation, json_deeper_t
 from extproc.translators.options import RequestOptions
 from extproc.translators.token_estimate import fit_output
 
-__all__ = ["RequestOptions", "TranslatedRequest", "translate_request"]
+__all__ = ["RequestOptions", "TranslatedRequest", "load_request", "translate_request"]
 
 # Anthropic features an OpenAI backend has no counterpart for.
 _ANTHROPIC_ONLY: Final = (
@@ -212,6 +213,7 @@ class _Tools:
     """A request's `tools`, translated; kept for the next request that sends the same ones."""
 
     anthropic: bytes  # the client's tools as JSON: what a later request must match
+    parsed: list[Any]  # ... and as parsed then (read-only once cached)
     functions: list[dict[str, Any]]  # OpenAI function tools (read-only once cached)
     encoded: orjson.Fragment  # `functions` as JSON, spliced into the body as is
     client_tools: frozenset[str]
@@ -219,7 +221,7 @@ class _Tools:
     dropped: frozenset[str]
 
 
-_NO_TOOLS: Final = _Tools(b"[]", [], orjson.Fragment(b"[]"), frozenset(), (), frozenset())
+_NO_TOOLS: Final = _Tools(b"[]", [], [], orjson.Fragment(b"[]"), frozenset(), (), frozenset())
 # Claude Code sends the same ~20 tools, 40-60 KB of schemas, with every request of a
 # session: validating, checking and converting them once saves ~25% of translating such a
 # request.
@@ -231,6 +233,9 @@ def _seen_tools(tools: Any, max_depth: int) -> tuple[_Tools | None, bytes]:
     """(the translation of these exact tools from an earlier request or None, their JSON)."""
     if not tools:
         return None, b""
+    for key, known in _tools_cache.items():
+        if known.parsed is tools and key[1] == max_depth:  # load_request found them
+            return known, known.anthropic
     try:
         anthropic = orjson.dumps(tools)
     except orjson.JSONEncodeError:  # past orjson's 254 levels: validation and checks say why
@@ -251,6 +256,7 @@ def _translated_tools(tools: list[Any], anthropic: bytes, max_depth: int) -> _To
         raise InvalidRequest("request nests too deeply to translate") from None
     translated = _Tools(
         anthropic=anthropic,
+        parsed=tools,
         functions=functions,
         encoded=orjson.Fragment(encoded),
         client_tools=frozenset(tool["function"]["name"] for tool in functions),
@@ -262,6 +268,49 @@ def _translated_tools(tools: list[Any], anthropic: bytes, max_depth: int) -> _To
             _tools_cache.clear()
         _tools_cache[zlib.crc32(anthropic), max_depth] = translated
     return translated
+
+
+# ---- parsing: tools seen before are not parsed again -------------------------------------
+
+_TOOLS_KEY: Final = b'"tools":'
+# Stands for a known tools array while the rest of a body is parsed. Random per process, so
+# no client can send it: reading it back as the top-level `tools` proves that the bytes it
+# replaced were exactly that value (a "tools" key nested anywhere else would not put it there).
+_STAND_IN: Final = secrets.token_hex(16)
+_STAND_IN_JSON: Final = orjson.dumps(_STAND_IN)
+_KEYS_TRIED: Final = 8
+
+
+def load_request(body: bytes) -> Any:
+    """`orjson.loads(body)`, except that a tools array sent before, byte for byte, is not parsed
+    again: the request gets the one parsed then (read-only). Claude Code's tools are ~80% of
+    its request bytes and repeat on every turn; bodies written with other spacing than
+    orjson's just parse whole. Errors are orjson's, from parsing the body as it came."""
+    if _tools_cache:
+        at = body.find(_TOOLS_KEY)
+        for _ in range(_KEYS_TRIED):
+            if at < 0:
+                break
+            at += len(_TOOLS_KEY)
+            for known in _tools_cache.values():
+                if body.startswith(known.anthropic, at):
+                    request = _load_around(body, at, known)
+                    if request is not None:
+                        return request
+                    break
+            at = body.find(_TOOLS_KEY, at)
+    return orjson.loads(body)
+
+
+def _load_around(body: bytes, at: int, known: _Tools) -> dict[str, Any] | None:
+    try:
+        request = orjson.loads(body[:at] + _STAND_IN_JSON + body[at + len(known.anthropic):])
+    except orjson.JSONDecodeError:
+        return None  # the whole body says what is wrong
+    if not isinstance(request, dict) or request.get("tools") != _STAND_IN:
+        return None
+    request["tools"] = known.parsed
+    return request
 
 
 def _tools(tools: Any, max_depth: int, dropped: set[str]) -> tuple[list[dict[str, Any]], list[str]]:

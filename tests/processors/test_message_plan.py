@@ -78,13 +78,50 @@ async def test_a_stream_ended_by_an_error_keeps_answering_until_the_end() -> Non
         proc.close()
 
 
-async def test_a_json_answer_is_answered_whole_without_ending_early() -> None:
+COMPLETION = orjson.dumps({
+    "id": "c1", "object": "chat.completion", "model": "qwen3-coder",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"},
+                 "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+})
+
+
+async def test_a_json_answer_is_buffered_whole_and_its_answer_ends_the_stream() -> None:
+    """Envoy would close its side after the buffered body anyway: ending the stream with the
+    answer saves the processor a wake-up for that close."""
     proc = processor()
     try:
         await proc.request_body(request(stream=False), True)
         head = await proc.response_headers({":status": "200", "content-type": "application/json"},
                                            False)
         assert isinstance(head, Continue) and not head.stream_response and not head.skip_rest
+        answer = await proc.response_body(COMPLETION, True)
+        assert isinstance(answer, Continue) and answer.skip_rest
+        assert answer.body is not None and orjson.loads(answer.body)["content"] == [
+            {"type": "text", "text": "hello"}]
+        assert answer.metadata is not None and answer.metadata["extproc"]["output_tokens"] == 1
+    finally:
+        proc.close()
+
+
+async def test_a_backend_error_answer_ends_the_stream_with_its_translation() -> None:
+    proc = processor()
+    try:
+        await proc.request_body(request(stream=False), True)
+        head = await proc.response_headers({":status": "400", "content-type": "application/json"},
+                                           False)
+        assert isinstance(head, Continue) and not head.skip_rest
+        error = orjson.dumps({"object": "error", "message": "bad", "type": "BadRequestError"})
+        answer = await proc.response_body(error, True)
+        assert isinstance(answer, Continue) and answer.skip_rest
+        assert answer.body is not None and orjson.loads(answer.body)["type"] == "error"
+        bodiless = processor()
+        try:
+            await bodiless.request_body(request(stream=False), True)
+            empty = await bodiless.response_headers({":status": "503"}, True)
+            assert isinstance(empty, Continue) and empty.skip_rest and empty.body
+        finally:
+            bodiless.close()
     finally:
         proc.close()
 

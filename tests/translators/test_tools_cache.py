@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from extproc.errors import InvalidRequest
 from extproc.translators import request as request_module
@@ -79,3 +81,78 @@ def test_invalid_tools_are_never_kept() -> None:
         with pytest.raises(InvalidRequest, match="input_schema"):
             translate_request(body(tools), RequestOptions(model="m"))
     assert not request_module._tools_cache
+
+
+# ---- parsing: a body whose tools were seen before parses to the same request -------------
+
+
+def seen(tools: list[dict[str, Any]] = TOOLS) -> bytes:
+    """Translate a request with `tools` once, so they are known; their JSON."""
+    request_module._tools_cache.clear()
+    translate_request(body(tools), RequestOptions(model="m"))
+    return orjson.dumps(tools)
+
+
+def test_known_tools_are_not_parsed_again_and_the_request_is_the_same() -> None:
+    tools = seen()
+    raw = orjson.dumps(body(TOOLS))
+    parsed = request_module.load_request(raw)
+    assert parsed == orjson.loads(raw)
+    [known] = request_module._tools_cache.values()
+    assert parsed["tools"] is known.parsed  # reused, not parsed again
+    assert list(parsed) == list(orjson.loads(raw))  # key order kept (the prefix stays stable)
+    again = translate_request(parsed, RequestOptions(model="m"))
+    assert again.body == translate_request(orjson.loads(raw), RequestOptions(model="m")).body
+    assert tools in raw
+
+
+@pytest.mark.parametrize("raw", [
+    # the known tools under a nested "tools" key, different top-level tools
+    orjson.dumps({"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "t", "content": "x"}]}],
+        "metadata": {"tools": TOOLS}, "tools": TOOLS[:1]}),
+    # ... and no top-level tools at all
+    orjson.dumps({"model": "m", "metadata": {"tools": TOOLS}}),
+    # a key ending in an escaped quote and "tools", holding the same bytes
+    orjson.dumps({"model": "m", 'x"tools': TOOLS, "tools": []}),
+    # the key twice: the last one is the request's
+    b'{"model":"m","tools":' + orjson.dumps(TOOLS) + b',"tools":[]}',
+    b'{"model":"m","tools":[],"tools":' + orjson.dumps(TOOLS) + b"}",
+    # not an object
+    b'[{"tools":' + orjson.dumps(TOOLS) + b"}]",
+])
+def test_only_the_top_level_tools_value_is_taken_for_the_known_one(raw: bytes) -> None:
+    tools = seen()
+    assert b'"tools":' + tools in raw
+    assert request_module.load_request(raw) == orjson.loads(raw)
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"model":"m","tools":' + orjson.dumps(TOOLS) + b',"messages":[}',
+    b'{"model":"m","tools":' + orjson.dumps(TOOLS) + b"]",
+    b'{"model":"m","tools":' + orjson.dumps(TOOLS)[:-1] + b',{"name":}]}',
+])
+def test_a_broken_body_fails_as_orjson_reads_it(raw: bytes) -> None:
+    seen()
+    with pytest.raises(orjson.JSONDecodeError) as ours:
+        request_module.load_request(raw)
+    with pytest.raises(orjson.JSONDecodeError) as plain:
+        orjson.loads(raw)
+    assert str(ours.value) == str(plain.value)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from([
+    b'"tools":', orjson.dumps(TOOLS), b"{", b"}", b"[", b"]", b",", b'"a":', b'"x"', b"1",
+    b'\\"', b'"', b" ",
+]), max_size=24))
+def test_any_body_parses_as_orjson_parses_it(pieces: list[bytes]) -> None:
+    seen()
+    raw = b"".join(pieces)
+    try:
+        expected: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        with pytest.raises(orjson.JSONDecodeError):
+            request_module.load_request(raw)
+    else:
+        assert request_module.load_request(raw) == expected
