@@ -23,11 +23,17 @@ from extproc.processors.routing import CLIENT_CREDENTIALS, renamed_body, to_back
 
 
 class UntouchedProcessor:
-    """Unknown paths go to the default route as they came, minus client credentials."""
+    """Unknown paths go to the default route as they came, minus client credentials.
+
+    When we send the backend our key, we stay for the response status: an error answer,
+    whose text may quote the key, comes to us buffered and is scrubbed; anything else, and
+    every answer when no key was sent, passes untouched (the ext_proc stream ends).
+    """
 
     def __init__(self, info: RequestInfo, gateway: Gateway) -> None:
         self.info = info
         self.gateway = gateway
+        self.key: str | None = None  # the backend key we sent, if any
 
     async def request_headers(self, end_of_stream: bool) -> Action:
         remove = [h for h in (BACKEND_HEADER, *CLIENT_CREDENTIALS) if h in self.info.headers]
@@ -37,22 +43,26 @@ class UntouchedProcessor:
             remove = [h for h in remove if h == BACKEND_HEADER]
         elif config.backends and (key := config.backends[0].api_key()):
             set_headers.append(("authorization", f"Bearer {key}"))
+            self.key = key
         return Continue(
             set_headers=tuple(set_headers),
             remove_headers=tuple(remove),
             # A client-set routing header picked a route already; route again without it.
             clear_route_cache=BACKEND_HEADER in self.info.headers,
-            skip_rest=True,
+            skip_rest=self.key is None,
         )
 
     async def request_body(self, body: bytes, end_of_stream: bool) -> Action:
         return CONTINUE
 
     async def response_headers(self, headers: Mapping[str, str], end_of_stream: bool) -> Action:
-        return CONTINUE
+        status = response_status(headers)
+        if 200 <= status < 300 or end_of_stream or self.key is None:
+            return Continue(skip_rest=True)
+        return Continue(remove_headers=("content-length",))  # the body comes to us, buffered
 
     async def response_body(self, chunk: bytes, end_of_stream: bool) -> Action:
-        return CONTINUE
+        return Continue(body=redact(chunk, self.key), skip_rest=end_of_stream)
 
     def close(self) -> None:
         pass
@@ -75,7 +85,6 @@ class ChatCompletionsProcessor(UntouchedProcessor):
     def __init__(self, info: RequestInfo, gateway: Gateway) -> None:
         super().__init__(info, gateway)
         self.record = gateway.telemetry.start("openai_chat_completions", info.request_id, info.headers)
-        self.key: str | None = None  # the backend key we sent, if any
 
     def _refuse(self, status: int, message: str, error_type: str) -> Respond:
         self.record.status = status
@@ -127,17 +136,18 @@ class ChatCompletionsProcessor(UntouchedProcessor):
         )
 
     async def response_headers(self, headers: Mapping[str, str], end_of_stream: bool) -> Action:
-        self.record.status = response_status(headers)
-        if 200 <= self.record.status < 300 or end_of_stream or self.key is None:
+        self.record.status = status = response_status(headers)
+        if not 200 <= status < 300:
+            self.record.fail(error_type_for_status(status))
+        action = await super().response_headers(headers, end_of_stream)
+        if isinstance(action, Continue) and action.skip_rest:
             self.record.end()
-            return Continue(skip_rest=True)
-        self.record.fail(error_type_for_status(self.record.status))
-        return Continue(remove_headers=("content-length",))  # the body comes to us, buffered
+        return action
 
     async def response_body(self, chunk: bytes, end_of_stream: bool) -> Action:
         if end_of_stream:
             self.record.end()
-        return Continue(body=redact(chunk, self.key))
+        return await super().response_body(chunk, end_of_stream)
 
     def close(self) -> None:
         self.record.close()

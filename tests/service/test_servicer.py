@@ -77,11 +77,14 @@ async def exchange(port: int, messages: list[ProcessingRequest]) -> list[Process
         return [response async for response in call]
 
 
-async def test_unknown_path_passes_untouched_and_skips_the_rest(server: ExtProcServer) -> None:
+async def test_unknown_path_passes_untouched_and_skips_the_rest(
+    server: ExtProcServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TEST_BACKEND_KEY")  # no key sent: nothing to scrub from the answer
     [answer] = await exchange(server.port, [request_headers("/healthz?x=1", "GET")])
     assert answer.WhichOneof("response") == "request_headers"
     set_headers, _removed = mutations(answer, "request_headers")
-    assert ":path" not in set_headers
+    assert ":path" not in set_headers and "authorization" not in set_headers
     assert answer.mode_override.response_header_mode == ProcessingMode.SKIP
 
 
@@ -185,6 +188,27 @@ async def test_with_our_key_sent_a_chat_error_is_scrubbed_and_a_success_streams_
     assert b"sk-backend-secret" not in scrubbed and b"[redacted]" in scrubbed
     success = await exchange(server.port, [
         request_headers("/v1/chat/completions"), body(payload), response_headers(200),
+    ])
+    assert success[2].mode_override.response_header_mode == ProcessingMode.SKIP  # then EOF
+
+
+async def test_with_our_key_sent_an_unknown_paths_error_is_scrubbed_and_a_success_passes(
+    server: ExtProcServer,
+) -> None:
+    quoted = b'{"error":{"message":"Incorrect API key provided: sk-backend-secret"}}'
+    error = await exchange(server.port, [
+        request_headers("/v1/completions"), body(b'{"prompt":"hi"}'), response_headers(401),
+        ProcessingRequest(response_body=HttpBody(body=quoted, end_of_stream=True)),
+    ])
+    assert [a.WhichOneof("response") for a in error] == [
+        "request_headers", "request_body", "response_headers", "response_body"]
+    assert not error[0].HasField("mode_override")  # staying for the status
+    assert not error[1].request_body.response.HasField("body_mutation")  # the body as it came
+    assert "content-length" in mutations(error[2], "response_headers")[1]
+    scrubbed = error[3].response_body.response.body_mutation.body
+    assert scrubbed == quoted.replace(b"sk-backend-secret", b"[redacted]")
+    success = await exchange(server.port, [
+        request_headers("/v1/completions"), body(b'{"prompt":"hi"}'), response_headers(200),
     ])
     assert success[2].mode_override.response_header_mode == ProcessingMode.SKIP  # then EOF
 
