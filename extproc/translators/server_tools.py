@@ -28,7 +28,7 @@ from __future__ import annotations
 import base64
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -238,26 +238,37 @@ def results_text(call: ServerToolCall, results: Sequence[SearchResult]) -> str:
 
 
 def history_text(block: Mapping[str, Any]) -> str | None:
-    """An earlier `server_tool_use` or `web_search_tool_result` block as text for the backend,
-    so the model still knows what it searched and what it found; None: nothing to carry.
-    Page text is left out: `encrypted_content` is opaque in Anthropic's own results."""
+    """An earlier server tool block (`server_tool_use`, or the result of a web search, a web
+    fetch or a code execution) as text for the backend, so the model still knows what was
+    done and found; None: nothing to carry. Search results carry titles and URLs only:
+    `encrypted_content` is opaque in Anthropic's own results."""
     kind = block.get("type")
     if kind == "server_tool_use":
-        name = block.get("name")
-        arguments = block.get("input")
-        query = arguments.get("query") if isinstance(arguments, dict) else None
-        if not isinstance(name, str):
-            return None
-        if isinstance(query, str):
-            return f'[{name}: "{query}"]'
-        if isinstance(arguments, dict) and arguments:
-            return f"[{name}: {orjson.dumps(arguments).decode()}]"
-        return f"[{name}]"
-    if kind != WEB_SEARCH.result_type:
+        return _call_text(block)
+    found = _RESULT_TEXT.get(kind) if isinstance(kind, str) else None
+    if found is None:
         return None
+    tool, read = found
     content = block.get("content")
     if isinstance(content, dict) and isinstance(content.get("error_code"), str):
-        return f"[web search failed: {content['error_code']}]"
+        return f"[{tool.label.lower()} failed: {content['error_code']}]"
+    return read(content)
+
+
+def _call_text(block: Mapping[str, Any]) -> str | None:
+    name = block.get("name")
+    arguments = block.get("input")
+    query = arguments.get("query") if isinstance(arguments, dict) else None
+    if not isinstance(name, str):
+        return None
+    if isinstance(query, str):
+        return f'[{name}: "{query}"]'
+    if isinstance(arguments, dict) and arguments:
+        return f"[{name}: {orjson.dumps(arguments).decode()}]"
+    return f"[{name}]"
+
+
+def _search_text(content: Any) -> str | None:
     if not isinstance(content, list):
         return None
     lines = ["Web search results:"]
@@ -268,6 +279,43 @@ def history_text(block: Mapping[str, Any]) -> str | None:
             line = f"- {title} <{result['url']}>" if isinstance(title, str) else f"- <{result['url']}>"
             lines.append(f"{line} ({age})" if isinstance(age, str) and age else line)
     return "\n".join(lines) if len(lines) > 1 else "Web search results: none"
+
+
+def _fetch_text(content: Any) -> str | None:
+    if not isinstance(content, dict) or not isinstance(content.get("url"), str):
+        return None
+    head = f"Fetched <{content['url']}>"
+    document = content.get("content")
+    if not isinstance(document, dict):
+        return head
+    if isinstance(document.get("title"), str) and document["title"]:
+        head = f"Fetched {document['title']} <{content['url']}>"
+    source = document.get("source")
+    if not isinstance(source, dict):
+        return head
+    if source.get("type") == "text" and isinstance(source.get("data"), str):
+        return f"{head}:\n{source['data']}"
+    media = source.get("media_type")
+    return f"{head}: {media} document, not carried as text" if isinstance(media, str) else head
+
+
+def _execution_text(content: Any) -> str | None:
+    if not isinstance(content, dict) or not isinstance(content.get("return_code"), int):
+        return None
+    parts = [f"Code execution (exit code {content['return_code']})"]
+    for stream in ("stdout", "stderr"):
+        if isinstance(content.get(stream), str) and content[stream]:
+            parts.append(f"{stream}:\n{content[stream]}")
+    return "\n".join(parts)
+
+
+# Result block type -> (its tool, the reader of a successful result's `content`).
+_RESULT_TEXT: Final[dict[str, tuple[ServerToolKind, Callable[[Any], str | None]]]] = {
+    WEB_SEARCH.result_type: (WEB_SEARCH, _search_text),
+    WEB_FETCH.result_type: (WEB_FETCH, _fetch_text),
+    CODE_EXECUTION.result_type: (CODE_EXECUTION, _execution_text),
+    BASH_CODE_EXECUTION.result_type: (BASH_CODE_EXECUTION, _execution_text),
+}
 
 
 # ---- a whole answer made by the gateway ----------------------------------------------------

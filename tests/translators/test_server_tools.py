@@ -238,6 +238,28 @@ def test_backend_answer_after_a_search_opens_with_the_search_blocks() -> None:
     ({"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1",
       "content": {"type": "web_search_tool_result_error", "error_code": "too_many_requests"}},
      "[web search failed: too_many_requests]"),
+    ({"type": "web_fetch_tool_result", "tool_use_id": "srvtoolu_2", "content": {
+        "type": "web_fetch_result", "url": "https://vllm.ai", "retrieved_at": "2026-11-01",
+        "content": {"type": "document", "title": "vLLM",
+                    "source": {"type": "text", "media_type": "text/plain", "data": "Fast LLM serving."}},
+    }}, "Fetched vLLM <https://vllm.ai>:\nFast LLM serving."),
+    ({"type": "web_fetch_tool_result", "tool_use_id": "srvtoolu_2", "content": {
+        "type": "web_fetch_result", "url": "https://arxiv.org/pdf/1",
+        "content": {"type": "document",
+                    "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="}},
+    }}, "Fetched <https://arxiv.org/pdf/1>: application/pdf document, not carried as text"),
+    ({"type": "web_fetch_tool_result", "tool_use_id": "srvtoolu_2",
+      "content": {"type": "web_fetch_tool_result_error", "error_code": "url_not_accessible"}},
+     "[web fetch failed: url_not_accessible]"),
+    ({"type": "code_execution_tool_result", "tool_use_id": "srvtoolu_4", "content": {
+        "type": "code_execution_result", "stdout": "4\n", "stderr": "", "return_code": 0,
+        "content": []}}, "Code execution (exit code 0)\nstdout:\n4\n"),
+    ({"type": "bash_code_execution_tool_result", "tool_use_id": "srvtoolu_5", "content": {
+        "type": "bash_code_execution_result", "stdout": "", "stderr": "ls: no such file",
+        "return_code": 2, "content": []}}, "Code execution (exit code 2)\nstderr:\nls: no such file"),
+    ({"type": "code_execution_tool_result", "tool_use_id": "srvtoolu_4",
+      "content": {"type": "code_execution_tool_result_error", "error_code": "unavailable"}},
+     "[code execution failed: unavailable]"),
 ])
 def test_earlier_server_tool_blocks_become_text_the_model_can_read(
     block: dict[str, Any], text: str
@@ -247,6 +269,10 @@ def test_earlier_server_tool_blocks_become_text_the_model_can_read(
 
 @pytest.mark.parametrize("block", [
     {"type": "web_fetch_tool_result", "tool_use_id": "srvtoolu_1", "content": {}},
+    {"type": "code_execution_tool_result", "tool_use_id": "srvtoolu_1",
+     "content": {"type": "code_execution_result", "stdout": "4"}},
+    {"type": "text_editor_code_execution_tool_result", "tool_use_id": "srvtoolu_1",
+     "content": {"type": "text_editor_code_execution_view_result", "content": "x"}},
     {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": "junk"},
     {"type": "server_tool_use", "id": "srvtoolu_1", "name": 7, "input": {}},
 ])
