@@ -164,6 +164,9 @@ class StreamTranslator(ToolCallBlocks):
     # -- backend events --------------------------------------------------------------------
 
     def _on_event(self, event: SSEEvent) -> None:
+        if event.data == b"[DONE]":  # the usual spelling, without an exception to get there
+            self._complete()
+            return
         try:
             chunk = orjson.loads(event.data)
         except orjson.JSONDecodeError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 
 import grpc
@@ -211,6 +212,16 @@ async def test_with_our_key_sent_an_unknown_paths_error_is_scrubbed_and_a_succes
         request_headers("/v1/completions"), body(b'{"prompt":"hi"}'), response_headers(200),
     ])
     assert success[2].mode_override.response_header_mode == ProcessingMode.SKIP  # then EOF
+
+
+async def test_what_start_up_built_is_kept_out_of_the_garbage_collector() -> None:
+    gc.unfreeze()
+    srv = ExtProcServer(load_config(overrides={"extproc_listen": "127.0.0.1:0"}, env={}))
+    await srv.start()
+    try:
+        assert gc.get_freeze_count() > 1000  # the gateway's config, schemas and modules
+    finally:
+        await srv.stop(grace=0)
 
 
 async def test_health_reports_serving(server: ExtProcServer) -> None:
