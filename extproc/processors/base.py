@@ -61,6 +61,15 @@ def redact(data: bytes, key: str | None) -> bytes:
     return data.replace(key.encode(), b"[redacted]") if key else data
 
 
+def status_answer(status: int, end_of_stream: bool, key: str | None) -> Continue:
+    """The answer to a passed-through response's headers: a success, a bodiless answer or
+    one that cannot quote our key (none was sent) streams past us (the ext_proc stream
+    ends); an error comes to us buffered, to be scrubbed with `redact`."""
+    if 200 <= status < 300 or end_of_stream or not key:
+        return Continue(skip_rest=True)
+    return Continue(remove_headers=("content-length",))
+
+
 def response_status(headers: Mapping[str, str]) -> int:
     """The backend's status; 502 when Envoy hands over something that is not a number."""
     try:

@@ -22,6 +22,7 @@ from extproc.processors.base import (
     post_body_problem,
     redact,
     response_status,
+    status_answer,
 )
 from extproc.processors.routing import Plan, renamed_body, to_backend
 from extproc.processors.server_tools import answer_server_tools
@@ -183,14 +184,14 @@ class MessagesProcessor:
             # An Anthropic-schema backend's answer needs no change: this message is only for
             # the status in metrics; then the stream ends and the body streams past us. An
             # error stays with us (buffered) when its text could quote the key we sent.
-            if 200 <= self.status < 300 or end_of_stream or not self._backend_key():
-                if not 200 <= self.status < 300:
-                    self.record.fail(error_type_for_status(self.status))
+            if not 200 <= self.status < 300:
+                self.record.fail(error_type_for_status(self.status))
+            action = status_answer(self.status, end_of_stream, self._backend_key())
+            if action.skip_rest:
                 self.record.end()
-                return Continue(skip_rest=True)
-            self.record.fail(error_type_for_status(self.status))
-            self.answer = Answer.PASSTHROUGH_ERROR
-            return Continue(remove_headers=("content-length",))
+            else:
+                self.answer = Answer.PASSTHROUGH_ERROR
+            return action
         content_type = headers.get("content-type", "")
         if not 200 <= self.status < 300:
             self.answer = Answer.ERROR

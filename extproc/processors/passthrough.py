@@ -18,6 +18,7 @@ from extproc.processors.base import (
     Respond,
     redact,
     response_status,
+    status_answer,
 )
 from extproc.processors.routing import CLIENT_CREDENTIALS, renamed_body, to_backend
 
@@ -56,10 +57,7 @@ class UntouchedProcessor:
         return CONTINUE
 
     async def response_headers(self, headers: Mapping[str, str], end_of_stream: bool) -> Action:
-        status = response_status(headers)
-        if 200 <= status < 300 or end_of_stream or self.key is None:
-            return Continue(skip_rest=True)
-        return Continue(remove_headers=("content-length",))  # the body comes to us, buffered
+        return status_answer(response_status(headers), end_of_stream, self.key)
 
     async def response_body(self, chunk: bytes, end_of_stream: bool) -> Action:
         return Continue(body=redact(chunk, self.key), skip_rest=end_of_stream)
@@ -139,8 +137,8 @@ class ChatCompletionsProcessor(UntouchedProcessor):
         self.record.status = status = response_status(headers)
         if not 200 <= status < 300:
             self.record.fail(error_type_for_status(status))
-        action = await super().response_headers(headers, end_of_stream)
-        if isinstance(action, Continue) and action.skip_rest:
+        action = status_answer(status, end_of_stream, self.key)
+        if action.skip_rest:
             self.record.end()
         return action
 
