@@ -178,6 +178,10 @@ def _tool_result(
                         images.append(part)
             elif kind == "search_result":
                 texts.append(_search_result_text(item, dropped))
+            elif kind == "tool_reference":
+                # A tool search's find (deferred tools): the backend has every tool already,
+                # so the model only needs to know which one was meant.
+                texts.append(f"Tool found: {item['tool_name']}")
             else:
                 dropped.add(f"block:{kind}")
     text = PART_SEPARATOR.join(t for t in texts if t)

@@ -67,6 +67,16 @@ BASH_CODE_EXECUTION: Final = ServerToolKind(
     "bash_code_execution", "bash_code_execution_tool_result",
     "bash_code_execution_tool_result_error", None, "Code execution",
 )
+# Met only in history (the gateway never answers for them): the code execution tool's file
+# editor, and tool search (every deferred tool reaches the backend anyway).
+TEXT_EDITOR_CODE_EXECUTION: Final = ServerToolKind(
+    "text_editor_code_execution", "text_editor_code_execution_tool_result",
+    "text_editor_code_execution_tool_result_error", None, "Code execution",
+)
+TOOL_SEARCH: Final = ServerToolKind(
+    "tool_search", "tool_search_tool_result", "tool_search_tool_result_error", None,
+    "Tool search",
+)
 
 
 def kind_of(tool_type: str) -> ServerToolKind | None:
@@ -239,9 +249,10 @@ def results_text(call: ServerToolCall, results: Sequence[SearchResult]) -> str:
 
 def history_text(block: Mapping[str, Any]) -> str | None:
     """An earlier server tool block (`server_tool_use`, or the result of a web search, a web
-    fetch or a code execution) as text for the backend, so the model still knows what was
-    done and found; None: nothing to carry. Search results carry titles and URLs only:
-    `encrypted_content` is opaque in Anthropic's own results."""
+    fetch, a code execution, a file edit in the code sandbox or a tool search) as text for
+    the backend, so the model still knows what was done and found; None: nothing to carry.
+    Search results carry titles and URLs only: `encrypted_content` is opaque in Anthropic's
+    own results."""
     kind = block.get("type")
     if kind == "server_tool_use":
         return _call_text(block)
@@ -251,7 +262,9 @@ def history_text(block: Mapping[str, Any]) -> str | None:
     tool, read = found
     content = block.get("content")
     if isinstance(content, dict) and isinstance(content.get("error_code"), str):
-        return f"[{tool.label.lower()} failed: {content['error_code']}]"
+        message = content.get("error_message")
+        detail = f": {message}" if isinstance(message, str) and message else ""
+        return f"[{tool.label.lower()} failed: {content['error_code']}{detail}]"
     return read(content)
 
 
@@ -309,12 +322,40 @@ def _execution_text(content: Any) -> str | None:
     return "\n".join(parts)
 
 
+def _editor_text(content: Any) -> str | None:
+    kind = content.get("type") if isinstance(content, dict) else None
+    if kind == "text_editor_code_execution_view_result" and isinstance(content.get("content"), str):
+        if content.get("file_type", "text") != "text":  # an image or a PDF: bytes, not text
+            return f"Viewed a file ({content['file_type']}), not carried as text"
+        first, total = content.get("start_line"), content.get("total_lines")
+        span = f" (from line {first} of {total})" if isinstance(first, int) and total else ""
+        return f"Viewed file{span}:\n{content['content']}"
+    if kind == "text_editor_code_execution_create_result":
+        return "File updated" if content.get("is_file_update") else "File created"
+    if kind == "text_editor_code_execution_str_replace_result":
+        lines = content.get("lines")
+        if isinstance(lines, list) and lines and all(isinstance(line, str) for line in lines):
+            return "File edited:\n" + "\n".join(lines)
+        return "File edited"
+    return None
+
+
+def _tool_search_text(content: Any) -> str | None:
+    if not isinstance(content, dict) or not isinstance(content.get("tool_references"), list):
+        return None
+    names = [ref["tool_name"] for ref in content["tool_references"]
+             if isinstance(ref, dict) and isinstance(ref.get("tool_name"), str)]
+    return f"Tool search found: {', '.join(names)}" if names else "Tool search found no tools"
+
+
 # Result block type -> (its tool, the reader of a successful result's `content`).
 _RESULT_TEXT: Final[dict[str, tuple[ServerToolKind, Callable[[Any], str | None]]]] = {
     WEB_SEARCH.result_type: (WEB_SEARCH, _search_text),
     WEB_FETCH.result_type: (WEB_FETCH, _fetch_text),
     CODE_EXECUTION.result_type: (CODE_EXECUTION, _execution_text),
     BASH_CODE_EXECUTION.result_type: (BASH_CODE_EXECUTION, _execution_text),
+    TEXT_EDITOR_CODE_EXECUTION.result_type: (TEXT_EDITOR_CODE_EXECUTION, _editor_text),
+    TOOL_SEARCH.result_type: (TOOL_SEARCH, _tool_search_text),
 }
 
 

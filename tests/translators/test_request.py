@@ -264,6 +264,23 @@ def test_tool_results_come_before_the_user_text_of_the_same_turn() -> None:
     assert roles[-2:] == [("tool", "out"), ("user", "after")]
 
 
+def test_tool_references_from_a_client_tool_search_reach_the_model_as_text() -> None:
+    messages = [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "t1", "name": "ToolSearch", "input": {"query": "weather"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [
+            {"type": "tool_reference", "tool_name": "get_weather"},
+            {"type": "tool_reference", "tool_name": "get_forecast"}]}]},
+    ]
+    translated = translate_request(request(messages), OPTIONS)
+    assert orjson.loads(translated.body)["messages"][-1] == {
+        "role": "tool", "tool_call_id": "t1",
+        "content": "Tool found: get_weather\nTool found: get_forecast",
+    }
+    assert translated.dropped == ()
+
+
 def test_thinking_is_never_a_content_part() -> None:
     messages = [
         {"role": "user", "content": "x"},

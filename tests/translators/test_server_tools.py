@@ -260,6 +260,38 @@ def test_backend_answer_after_a_search_opens_with_the_search_blocks() -> None:
     ({"type": "code_execution_tool_result", "tool_use_id": "srvtoolu_4",
       "content": {"type": "code_execution_tool_result_error", "error_code": "unavailable"}},
      "[code execution failed: unavailable]"),
+    ({"type": "text_editor_code_execution_tool_result", "tool_use_id": "srvtoolu_6", "content": {
+        "type": "text_editor_code_execution_view_result", "file_type": "text",
+        "content": "import os\nprint(os.getcwd())", "start_line": 1, "num_lines": 2,
+        "total_lines": 2}}, "Viewed file (from line 1 of 2):\nimport os\nprint(os.getcwd())"),
+    ({"type": "text_editor_code_execution_tool_result", "tool_use_id": "srvtoolu_6", "content": {
+        "type": "text_editor_code_execution_view_result", "file_type": "image",
+        "content": "iVBORw0KGgo="}}, "Viewed a file (image), not carried as text"),
+    ({"type": "text_editor_code_execution_tool_result", "tool_use_id": "srvtoolu_7", "content": {
+        "type": "text_editor_code_execution_create_result", "is_file_update": False}},
+     "File created"),
+    ({"type": "text_editor_code_execution_tool_result", "tool_use_id": "srvtoolu_7", "content": {
+        "type": "text_editor_code_execution_create_result", "is_file_update": True}},
+     "File updated"),
+    ({"type": "text_editor_code_execution_tool_result", "tool_use_id": "srvtoolu_8", "content": {
+        "type": "text_editor_code_execution_str_replace_result", "old_start": 3, "old_lines": 1,
+        "new_start": 3, "new_lines": 1, "lines": ["-x = 1", "+x = 2"]}},
+     "File edited:\n-x = 1\n+x = 2"),
+    ({"type": "text_editor_code_execution_tool_result", "tool_use_id": "srvtoolu_8", "content": {
+        "type": "text_editor_code_execution_tool_result_error", "error_code": "file_not_found",
+        "error_message": "/tmp/a.py does not exist"}},
+     "[code execution failed: file_not_found: /tmp/a.py does not exist]"),
+    ({"type": "tool_search_tool_result", "tool_use_id": "srvtoolu_9", "content": {
+        "type": "tool_search_tool_search_result", "tool_references": [
+            {"type": "tool_reference", "tool_name": "get_weather"},
+            {"type": "tool_reference", "tool_name": "get_forecast"}]}},
+     "Tool search found: get_weather, get_forecast"),
+    ({"type": "tool_search_tool_result", "tool_use_id": "srvtoolu_9", "content": {
+        "type": "tool_search_tool_search_result", "tool_references": []}},
+     "Tool search found no tools"),
+    ({"type": "tool_search_tool_result", "tool_use_id": "srvtoolu_9", "content": {
+        "type": "tool_search_tool_result_error", "error_code": "too_many_requests"}},
+     "[tool search failed: too_many_requests]"),
 ])
 def test_earlier_server_tool_blocks_become_text_the_model_can_read(
     block: dict[str, Any], text: str
@@ -272,7 +304,10 @@ def test_earlier_server_tool_blocks_become_text_the_model_can_read(
     {"type": "code_execution_tool_result", "tool_use_id": "srvtoolu_1",
      "content": {"type": "code_execution_result", "stdout": "4"}},
     {"type": "text_editor_code_execution_tool_result", "tool_use_id": "srvtoolu_1",
-     "content": {"type": "text_editor_code_execution_view_result", "content": "x"}},
+     "content": {"type": "text_editor_code_execution_view_result", "content": 7}},
+    {"type": "text_editor_code_execution_tool_result", "tool_use_id": "srvtoolu_1",
+     "content": {"type": "text_editor_code_execution_later_result"}},
+    {"type": "tool_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []},
     {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": "junk"},
     {"type": "server_tool_use", "id": "srvtoolu_1", "name": 7, "input": {}},
 ])
