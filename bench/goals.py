@@ -12,16 +12,20 @@ def _shapes(shapes: list[str], mode: str, size: str | None = None) -> list[str]:
     return [s for s in shapes if s.startswith(mode + "-") and (size is None or f"-{size}-" in s)]
 
 
-def _ratios(table: Table, shapes: list[str], a: str, b: str) -> list[tuple[str, float]]:
+def ratios(table: Table, shapes: list[str], a: str, b: str,
+           field: str = "rps") -> list[tuple[str, float]]:
+    """(shape, a's `field` / b's) where both have it."""
     out = []
     for shape in shapes:
         ca, cb = table.get((shape, a)), table.get((shape, b))
-        if ca is not None and cb is not None and cb.rps:
-            out.append((shape, ca.rps / cb.rps))
+        va = getattr(ca, field, None) if ca is not None else None
+        vb = getattr(cb, field, None) if cb is not None else None
+        if va is not None and vb:
+            out.append((shape, va / vb))
     return out
 
 
-def _added(table: Table, shapes: list[str], field: str, a: str, b: str) -> list[tuple[str, float]]:
+def added(table: Table, shapes: list[str], field: str, a: str, b: str) -> list[tuple[str, float]]:
     out = []
     for shape in shapes:
         ca, cb = table.get((shape, a)), table.get((shape, b))
@@ -61,25 +65,25 @@ def evaluate(table: Table, targets: list[dict[str, Any]], shapes: list[str]) -> 
     """Rows of (goal, measured, met?) for the gateway against the floors and LiteLLM."""
     rows = [
         _row("small non-streaming req/s >= 0.85x no-op ext_proc",
-             _ratios(table, _shapes(shapes, "json", "1k"), "gateway", "noop"), "{:.2f}x",
+             ratios(table, _shapes(shapes, "json", "1k"), "gateway", "noop"), "{:.2f}x",
              lambda v: v >= 0.85),
         _row("80 KB non-streaming req/s >= 0.7x no-op ext_proc",
-             _ratios(table, _shapes(shapes, "json", "80k"), "gateway", "noop"), "{:.2f}x",
+             ratios(table, _shapes(shapes, "json", "80k"), "gateway", "noop"), "{:.2f}x",
              lambda v: v >= 0.7),
         _row("added p50 over plain Envoy at c1, 1 KB <= 2 ms",
-             _added(table, [s for s in _shapes(shapes, "json", "1k") if s.endswith("-c1")],
+             added(table, [s for s in _shapes(shapes, "json", "1k") if s.endswith("-c1")],
                     "p50_ms", "gateway", "envoy"), "{:+.2f} ms", lambda v: v <= 2),
         _row("added p50 over plain Envoy at c1, 80 KB <= 3 ms",
-             _added(table, [s for s in _shapes(shapes, "json", "80k") if s.endswith("-c1")],
+             added(table, [s for s in _shapes(shapes, "json", "80k") if s.endswith("-c1")],
                     "p50_ms", "gateway", "envoy"), "{:+.2f} ms", lambda v: v <= 3),
         _row("added time to first token over plain Envoy at c8 <= 2 ms",
-             _added(table, [s for s in _shapes(shapes, "paced") if s.endswith("-c8")],
+             added(table, [s for s in _shapes(shapes, "paced") if s.endswith("-c8")],
                     "ttft_p50_ms", "gateway", "envoy"), "{:+.2f} ms", lambda v: v <= 2),
         # Paced streams last >= 190 ms by construction: their rate says little about the proxy.
         _row(">= 8x LiteLLM's req/s, every json/sse shape",
-             _ratios(table, [s for s in shapes if not s.startswith("paced")], "gateway", "litellm"), "{:.1f}x", lambda v: v >= 8, _lowest),
+             ratios(table, [s for s in shapes if not s.startswith("paced")], "gateway", "litellm"), "{:.1f}x", lambda v: v >= 8, _lowest),
         _row("lower p99 than LiteLLM, every shape",
-             _added(table, shapes, "p99_ms", "gateway", "litellm"), "{:+.1f} ms",
+             added(table, shapes, "p99_ms", "gateway", "litellm"), "{:+.1f} ms",
              lambda v: v < 0, _highest),
     ]
     for info in targets:

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import orjson
 import procs
+import readme
 import report
 import targets as tg
 from loadgen import Bodies, Run, Shape, ensure_wrk, measure, wrk_version
@@ -268,7 +269,8 @@ async def bench(args: argparse.Namespace) -> int:
         print(draw_chart(args.out / "latest.json", args.out / "latest.png"))
     if is_default_full_run(args):
         update_readme(text)
-        print("bench/README.md results updated")
+        readme.refresh()
+        print("README.md and bench/README.md results updated")
     return 0
 
 
