@@ -117,18 +117,28 @@ async def run_load(
     keep_body: bool = False,
     timeout_s: float = 60.0,
     check: Callable[[int, Sample], str | None] | None = None,
+    spread_s: float = 0.0,
 ) -> LoadResult:
     """`concurrency` connections send `requests(i)` back to back, for `duration_s` or until
-    `total` requests were sent. `check(i, sample)` returns an error kind or None."""
+    `total` requests were sent. `check(i, sample)` returns an error kind or None.
+
+    `spread_s` > 0 starts connection k of n after k/n of `spread_s`, and measures from
+    `spread_s` on (requests begun earlier are warm-up, only their errors count). Requests that
+    all take the same time (the bench's paced streams) would otherwise keep every connection
+    in step for the whole run: bursts of n arrivals at once instead of n concurrent streams."""
     result = LoadResult()
     counter = iter(range(total if total is not None else 1 << 62))
-    deadline = None if duration_s is None else time.perf_counter() + duration_s
+    start = time.perf_counter()
+    window = start + spread_s
+    deadline = None if duration_s is None else window + duration_s
 
-    async def worker() -> None:
+    async def worker(number: int) -> None:
+        await asyncio.sleep(number * spread_s / concurrency)
         conn = Connection(host, port)
         try:
             for index in counter:
-                if deadline is not None and time.perf_counter() >= deadline:
+                begun = time.perf_counter()
+                if deadline is not None and begun >= deadline:
                     return
                 try:
                     sample = await asyncio.wait_for(
@@ -144,7 +154,8 @@ async def run_load(
                     result.error("timeout")
                     conn.close()
                     continue
-                result.samples.append(sample)
+                if begun >= window:
+                    result.samples.append(sample)
                 if not 200 <= sample.status < 300:
                     result.error(f"http_{sample.status}")
                 elif check is not None:
@@ -158,9 +169,8 @@ async def run_load(
         finally:
             conn.close()
 
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    result.elapsed_s = time.perf_counter() - start
+    await asyncio.gather(*(worker(number) for number in range(concurrency)))
+    result.elapsed_s = time.perf_counter() - window
     return result
 
 

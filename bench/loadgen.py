@@ -17,6 +17,7 @@ from payloads import (
     DEFAULT_NONCE,
     MODEL_PACED,
     MODEL_TEXT,
+    PACE_S,
     TOKENS,
     http_request,
     large_request,
@@ -142,8 +143,11 @@ async def measure(target: str, shape: Shape, rep: int, port: int, bodies: Bodies
                    int(stats["requests"]) - int(stats["status"]), errors,
                    p50_ms=stats["p50_us"] / 1000, p99_ms=stats["p99_us"] / 1000)
     raw = bodies.raw[shape.mode, shape.size]
+    # Paced streams all last TOKENS x PACE_S: their connections start spread over that time.
+    spread = TOKENS * PACE_S if shape.mode == "paced" else 0.0
     result = await run_load("127.0.0.1", port, lambda _i: raw, shape.concurrency,
-                            duration_s=seconds, marker=DEFAULT_NONCE if shape.streaming else None)
+                            duration_s=seconds, marker=DEFAULT_NONCE if shape.streaming else None,
+                            spread_s=spread)
     ok = result.ok
     return Run(
         target, shape.key, rep, "client", result.elapsed_s, len(ok), result.errors,

@@ -184,7 +184,8 @@ def render(meta: dict[str, Any], targets: list[dict[str, Any]], runs: list[Run],
          lambda c: f"{_num(c.ttfb_p50_ms, 2)} / {_num(c.ttft_p50_ms, 2)} ({_num(c.ttft_p99_ms, 2)})",
          "First token = the first answer text (the first `content_block_delta` for Anthropic "
          "targets, the first content chunk for the OpenAI pass-through ones); the backend "
-         "sends it at once.",
+         "sends it at once. The connections start spread over one stream's length, so "
+         "equal-length streams do not arrive in lockstep bursts.",
          only=lambda s: s.startswith("paced"))
     grid("CPU per request (ms): total (Envoy + app)",
          lambda c: f"{_num(c.cpu_ms_per_req, 2)} ({_num(c.cpu_envoy_ms, 2)} + {_num(c.cpu_app_ms, 2)})",
