@@ -8,7 +8,7 @@ from typing import Any
 Table = dict[tuple[str, str], Any]
 
 
-def _shapes(shapes: list[str], mode: str, size: str | None = None) -> list[str]:
+def of_mode(shapes: list[str], mode: str, size: str | None = None) -> list[str]:
     return [s for s in shapes if s.startswith(mode + "-") and (size is None or f"-{size}-" in s)]
 
 
@@ -65,19 +65,19 @@ def evaluate(table: Table, targets: list[dict[str, Any]], shapes: list[str]) -> 
     """Rows of (goal, measured, met?) for the gateway against the floors and LiteLLM."""
     rows = [
         _row("small non-streaming req/s >= 0.85x no-op ext_proc",
-             ratios(table, _shapes(shapes, "json", "1k"), "gateway", "noop"), "{:.2f}x",
+             ratios(table, of_mode(shapes, "json", "1k"), "gateway", "noop"), "{:.2f}x",
              lambda v: v >= 0.85),
         _row("80 KB non-streaming req/s >= 0.7x no-op ext_proc",
-             ratios(table, _shapes(shapes, "json", "80k"), "gateway", "noop"), "{:.2f}x",
+             ratios(table, of_mode(shapes, "json", "80k"), "gateway", "noop"), "{:.2f}x",
              lambda v: v >= 0.7),
         _row("added p50 over plain Envoy at c1, 1 KB <= 2 ms",
-             added(table, [s for s in _shapes(shapes, "json", "1k") if s.endswith("-c1")],
+             added(table, [s for s in of_mode(shapes, "json", "1k") if s.endswith("-c1")],
                     "p50_ms", "gateway", "envoy"), "{:+.2f} ms", lambda v: v <= 2),
         _row("added p50 over plain Envoy at c1, 80 KB <= 3 ms",
-             added(table, [s for s in _shapes(shapes, "json", "80k") if s.endswith("-c1")],
+             added(table, [s for s in of_mode(shapes, "json", "80k") if s.endswith("-c1")],
                     "p50_ms", "gateway", "envoy"), "{:+.2f} ms", lambda v: v <= 3),
         _row("added time to first token over plain Envoy at c8 <= 2 ms",
-             added(table, [s for s in _shapes(shapes, "paced") if s.endswith("-c8")],
+             added(table, [s for s in of_mode(shapes, "paced") if s.endswith("-c8")],
                     "ttft_p50_ms", "gateway", "envoy"), "{:+.2f} ms", lambda v: v <= 2),
         # Paced streams last >= 190 ms by construction: their rate says little about the proxy.
         _row(">= 8x LiteLLM's req/s, every json/sse shape",

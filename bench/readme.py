@@ -86,7 +86,7 @@ def summary(results: dict[str, Any]) -> str:
         return [v for _, v in goals.added(table, keys, field, a, b)]
 
     def mode(name: str, size: str | None = None) -> list[str]:
-        return [s for s in shapes if s.startswith(name + "-") and (size is None or f"-{size}-" in s)]
+        return goals.of_mode(shapes, name, size)
 
     p99 = added(shapes, "p99_ms", "gateway", "litellm")
     cpu = ratios(unpaced, "gateway", "litellm", "cpu_ms_per_req")
