@@ -138,6 +138,7 @@ class ChatCompletionRequest(_Sent):
     stream: bool
     stream_options: StreamOptions | None = None
     chat_template_kwargs: dict[str, Any] | None = None
+    reasoning_effort: Literal["low", "medium", "high"] | None = None  # vLLM's accepted values
     response_format: ResponseFormatJSONSchema | None = None
     tools: list[ChatCompletionToolParam] | None = None
     tool_choice: Literal["auto", "required", "none"] | ChatCompletionNamedToolChoiceParam | None = (

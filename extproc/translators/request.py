@@ -97,7 +97,7 @@ def translate_request(request: dict[str, Any], options: RequestOptions) -> Trans
             # Usage on every chunk: message_start can report the real input_tokens.
             body["stream_options"]["continuous_usage_stats"] = True
     _thinking(request.get("thinking"), options, body, dropped)
-    _output_format(request, body, dropped, options.max_json_depth)
+    _output_config(request, body, dropped, options.max_json_depth)
     choice = request.get("tool_choice")
     if functions:
         if _names_server_tool(choice, request.get("tools") or ()):
@@ -402,16 +402,25 @@ def _thinking(
         dropped.add("thinking.display")
 
 
-def _output_format(
+# Anthropic `output_config.effort` -> OpenAI `reasoning_effort`. vLLM takes low/medium/high
+# only (gpt-oss reads it; other models ignore it), so the levels above high become high.
+_EFFORT: Final = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+
+
+def _output_config(
     request: dict[str, Any], body: dict[str, Any], dropped: set[str], max_depth: int
 ) -> None:
-    """Structured outputs (`output_config.format`, formerly `output_format`) ->
-    `response_format` json_schema, which vLLM enforces with guided decoding."""
+    """`output_config.effort` -> `reasoning_effort`; structured outputs
+    (`output_config.format`, formerly `output_format`) -> `response_format` json_schema, which
+    vLLM enforces with guided decoding."""
     config = request.get("output_config") or {}
+    effort = config.get("effort")
+    if effort is not None and effort in _EFFORT:
+        body["reasoning_effort"] = _EFFORT[effort]
     dropped.update(
         f"output_config.{key}"
         for key, value in config.items()
-        if key != "format" and value is not None
+        if value is not None and key != "format" and not (key == "effort" and value in _EFFORT)
     )
     output_format = config.get("format") or request.get("output_format")
     if config.get("format") and request.get("output_format"):

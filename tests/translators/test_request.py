@@ -318,15 +318,31 @@ def test_dropped_names_are_sorted_and_unique() -> None:
         ],
         system=[{"type": "text", "text": "s", "cache_control": {"type": "ephemeral"}}],
         context_management={},
-        output_config={"effort": "low"},
+        output_config={"effort": "low", "zzz_knob": 1},
         zzz_new=1,
     )
     assert translate_request(body, OPTIONS).dropped == (
         "cache_control",
         "context_management",
-        "output_config.effort",
+        "output_config.zzz_knob",
         "zzz_new",
     )
+
+
+@pytest.mark.parametrize(("effort", "sent"), [
+    ("low", "low"), ("medium", "medium"), ("high", "high"), ("xhigh", "high"), ("max", "high"),
+])
+def test_effort_becomes_reasoning_effort_within_what_vllm_accepts(effort: str, sent: str) -> None:
+    translated = translate_request(request(output_config={"effort": effort}), OPTIONS)
+    assert orjson.loads(translated.body)["reasoning_effort"] == sent
+    ChatCompletionRequest.model_validate_json(translated.body)  # vLLM's literal: low/medium/high
+    assert translated.dropped == ()
+
+
+def test_an_effort_level_we_do_not_know_is_reported_not_sent() -> None:
+    translated = translate_request(request(output_config={"effort": "ludicrous"}), OPTIONS)
+    assert "reasoning_effort" not in orjson.loads(translated.body)
+    assert translated.dropped == ("output_config.effort",)
 
 
 def test_unknown_block_types_are_tolerated_and_reported() -> None:
@@ -607,11 +623,13 @@ def test_claude_code_first_request(claude_code_fixture_dir: Path) -> None:
     body = orjson.loads(translated.body)
     ChatCompletionRequest.model_validate_json(translated.body)
     assert list(body) == [
-        "model", "max_tokens", "user", "stream", "stream_options", "chat_template_kwargs", "tools", "messages",
+        "model", "max_tokens", "user", "stream", "stream_options", "chat_template_kwargs",
+        "reasoning_effort", "tools", "messages",
     ]  # fmt: skip
     assert body["max_tokens"] == 16384
     assert body["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
     assert body["chat_template_kwargs"] == {"enable_thinking": True, "thinking": True}
+    assert body["reasoning_effort"] == anthropic["output_config"]["effort"] == "high"
     assert len(body["tools"]) == 24
     assert [tool["function"]["name"] for tool in body["tools"]] == [
         t["name"] for t in anthropic["tools"]
@@ -629,7 +647,7 @@ def test_claude_code_first_request(claude_code_fixture_dir: Path) -> None:
         "content": "\n".join(block["text"] for block in anthropic["messages"][0]["content"]),
     }
     assert translated.stream is True
-    assert translated.dropped == ("cache_control", "context_management", "output_config.effort")
+    assert translated.dropped == ("cache_control", "context_management")
     assert translated.server_tools == ()
     assert translated.context.model == "qwen3-coder"
     assert len(translated.context.client_tools) == 24
