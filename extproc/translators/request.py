@@ -414,13 +414,14 @@ def _output_config(
     (`output_config.format`, formerly `output_format`) -> `response_format` json_schema, which
     vLLM enforces with guided decoding."""
     config = request.get("output_config") or {}
-    effort = config.get("effort")
-    if effort is not None and effort in _EFFORT:
-        body["reasoning_effort"] = _EFFORT[effort]
+    carried = {"format"}
+    if config.get("effort") in _EFFORT:
+        body["reasoning_effort"] = _EFFORT[config["effort"]]
+        carried.add("effort")
     dropped.update(
         f"output_config.{key}"
         for key, value in config.items()
-        if value is not None and key != "format" and not (key == "effort" and value in _EFFORT)
+        if key not in carried and value is not None
     )
     output_format = config.get("format") or request.get("output_format")
     if config.get("format") and request.get("output_format"):
