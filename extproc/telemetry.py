@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Final
 
 import structlog
 
+from extproc.mappings import error_type_for_status
 from extproc.metrics import Metrics, Observation, SeriesKey
 from extproc.translators.common import AnthropicUsage
 
@@ -147,6 +148,14 @@ class RequestRecord:
         """The first error wins: later ones are consequences."""
         if not self.error_type:
             self.error_type = error_type
+
+    def passed_through(self, status: int, over: bool) -> None:
+        """A backend answer we pass on unread: a failure if its status says so; `over` when
+        the ext_proc stream ends with it (the body streams past us)."""
+        if not 200 <= status < 300:
+            self.fail(error_type_for_status(status))
+        if over:
+            self.end()
 
     def problem(self, kind: str, count: int = 1) -> None:
         if count > 0:

@@ -184,12 +184,9 @@ class MessagesProcessor:
             # An Anthropic-schema backend's answer needs no change: this message is only for
             # the status in metrics; then the stream ends and the body streams past us. An
             # error stays with us (buffered) when its text could quote the key we sent.
-            if not 200 <= self.status < 300:
-                self.record.fail(error_type_for_status(self.status))
             action = status_answer(self.status, end_of_stream, self._backend_key())
-            if action.skip_rest:
-                self.record.end()
-            else:
+            self.record.passed_through(self.status, over=action.skip_rest)
+            if not action.skip_rest:
                 self.answer = Answer.PASSTHROUGH_ERROR
             return action
         content_type = headers.get("content-type", "")

@@ -8,7 +8,6 @@ import orjson
 
 from extproc.errors import InvalidRequest
 from extproc.gateway import Gateway
-from extproc.mappings import error_type_for_status
 from extproc.processors.base import (
     BACKEND_HEADER,
     CONTINUE,
@@ -135,11 +134,8 @@ class ChatCompletionsProcessor(UntouchedProcessor):
 
     async def response_headers(self, headers: Mapping[str, str], end_of_stream: bool) -> Action:
         self.record.status = status = response_status(headers)
-        if not 200 <= status < 300:
-            self.record.fail(error_type_for_status(status))
         action = status_answer(status, end_of_stream, self.key)
-        if action.skip_rest:
-            self.record.end()
+        self.record.passed_through(status, over=action.skip_rest)
         return action
 
     async def response_body(self, chunk: bytes, end_of_stream: bool) -> Action:

@@ -164,15 +164,12 @@ class StreamTranslator(ToolCallBlocks):
     # -- backend events --------------------------------------------------------------------
 
     def _on_event(self, event: SSEEvent) -> None:
-        if event.data == b"[DONE]":  # the usual spelling, without an exception to get there
+        if event.data.strip() == b"[DONE]":  # checked first: no failed JSON parse to get here
             self._complete()
             return
         try:
             chunk = orjson.loads(event.data)
         except orjson.JSONDecodeError:
-            if event.data.strip() == b"[DONE]":
-                self._complete()
-                return
             self._fail("api_error", "backend sent a stream event that is not JSON")
         if not isinstance(chunk, dict):
             self._fail("api_error", "backend sent a stream event that is not a JSON object")
