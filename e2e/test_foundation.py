@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,17 @@ import httpx
 import openai
 import pytest
 
-from e2e.harness import EnvoyOnly, Gateway, MockBackend, backend_config, start_envoy_only
+from e2e.harness import (
+    EnvoyOnly,
+    Gateway,
+    MockBackend,
+    backend_config,
+    free_port,
+    spawn,
+    start_envoy_only,
+    stopping,
+    wait_for_log,
+)
 
 BACKEND_AUTH = "Bearer sk-e2e-backend"
 CLIENT_KEY = "sk-client-dummy"
@@ -167,3 +178,32 @@ def test_envoy_leaves_a_core_to_the_ext_proc_worker(gateway: Gateway) -> None:
     info = httpx.get(gateway.admin_url + "/server_info", timeout=5).json()
     expected = max(1, len(os.sched_getaffinity(0)) - 1)
     assert int(info["command_line_options"]["concurrency"]) == expected
+
+
+# ---- the README's first command -----------------------------------------------------------------
+
+
+def test_up_without_a_backend_serves_the_labelled_mock(workdir: Path) -> None:
+    """`extproc up` with no backend: real Envoy + ext_proc in front of the built-in mock, which
+    it announces as such; the Anthropic SDK gets answers, streamed and not."""
+    listen = free_port()
+    up = spawn(f"up-mock-{listen}", [
+        sys.executable, "-m", "extproc", "up", "--listen", f"127.0.0.1:{listen}",
+        "--admin-listen", f"127.0.0.1:{free_port()}", "--extproc-listen", f"127.0.0.1:{free_port()}",
+    ], workdir)
+    with stopping(up):
+        wait_for_log(up, "extproc gateway ready", timeout=60)
+        assert "BUILT-IN MOCK backend" in up.log.read_text()
+        client = anthropic.Anthropic(base_url=f"http://127.0.0.1:{listen}", api_key=CLIENT_KEY,
+                                     max_retries=0, timeout=10)
+        with client:
+            request = {"model": "claude-sonnet-4-6", "max_tokens": 64,
+                       "messages": [{"role": "user", "content": "hi"}]}
+            message = client.messages.create(**request)  # type: ignore[call-overload]
+            assert message.type == "message"
+            assert message.content and message.content[0].type == "text"
+            assert message.content[0].text
+            with client.messages.stream(**request) as stream:
+                streamed = stream.get_final_message()
+            assert streamed.content[0].type == "text" and streamed.content[0].text
+            assert streamed.stop_reason == "end_turn"

@@ -72,14 +72,13 @@ async def wait_http(url: str, proc: asyncio.subprocess.Process | None, timeout: 
             await asyncio.sleep(0.05)
 
 
-async def start_mock_backend() -> tuple[asyncio.subprocess.Process, str]:
+async def spawn_mock_backend() -> tuple[asyncio.subprocess.Process, str]:
+    """Start the built-in mock backend; returns at once with its base URL (not yet serving)."""
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "extproc.mock_backend", "--listen", f"127.0.0.1:{port}",
     )
-    base = f"http://127.0.0.1:{port}"
-    await wait_http(base + "/health", proc, timeout=20)
-    return proc, base + "/v1"
+    return proc, f"http://127.0.0.1:{port}"
 
 
 async def spawn_envoy(config: Config, workdir: Path, profile: str = "local") -> asyncio.subprocess.Process:
@@ -127,15 +126,18 @@ async def up(config: Config) -> int:
     with tempfile.TemporaryDirectory(prefix="extproc-") as tmp:
         try:
             if not config.backends:
-                mock, mock_url = await start_mock_backend()
-                print(MOCK_BANNER.format(url=mock_url), file=sys.stderr, flush=True)
-                mock_backend = Backend(name="mock", base_url=mock_url)
+                # The mock starts while Envoy's config renders: neither waits for the other.
+                mock, mock_url = await spawn_mock_backend()
+                mock_backend = Backend(name="mock", base_url=mock_url + "/v1")
                 config = config.model_copy(update={"backends": (mock_backend,)})
             # Envoy is forked before gRPC starts its threads (fork after gRPC is unsafe).
             envoy = await spawn_envoy(config, Path(tmp))
             workers = Workers(config)
             server = ExtProcServer(config)
             await server.start()
+            if mock is not None:
+                await wait_http(mock_url + "/health", mock, timeout=20)
+                print(MOCK_BANNER.format(url=mock_url + "/v1"), file=sys.stderr, flush=True)
             await wait_http(url_of(config.admin_listen) + "/ready", envoy, timeout=30)
             url = url_of(config.listen)
             print(f"extproc gateway ready: {url}  (Anthropic: POST {url}/v1/messages, "
