@@ -130,6 +130,33 @@ def test_a_backend_error_is_counted_with_its_status_and_type(
                  gen_ai_token_type="input") == 0
 
 
+def test_every_answer_names_the_request_id_our_logs_use(
+    gateway: Gateway, backend: MockBackend, anthropic_client: anthropic.Anthropic
+) -> None:
+    """Like Anthropic's API, every answer has a `request-id` (the SDK's `_request_id`): ours is
+    the x-request-id in our log lines and Envoy's access log, and the one the backend saw."""
+    backend.script({"text": "hi"})
+    message = anthropic_client.messages.create(
+        model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+    )
+    (seen,) = backend.requests()
+    assert message._request_id == seen["headers"]["x-request-id"]
+
+    backend.script({"error": {"status": 429, "message": "slow down"}})
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        anthropic_client.messages.create(
+            model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+        )
+    assert caught.value.request_id == backend.requests()[-1]["headers"]["x-request-id"]
+
+    # Answered by the gateway itself (never reaches the backend), and a client's own id is kept.
+    reply = httpx.post(gateway.url + "/v1/messages", content=b"{not json", timeout=10,
+                       headers={"content-type": "application/json", "x-request-id": "rid-e2e-1"})
+    assert reply.status_code == 400
+    assert reply.headers["request-id"] == "rid-e2e-1"
+    assert len(backend.requests()) == 2
+
+
 def test_extproc_up_prints_where_metrics_are(gateway: Gateway) -> None:
     assert f"extproc metrics: {gateway.metrics_url}/metrics" in gateway.logs()
 

@@ -204,6 +204,12 @@ def _route_config(config: Config, backends: Sequence[Backend]) -> route_v3.Route
                 routes=_routes(config, backends),
                 # The routing header is ours: backends never see it.
                 request_headers_to_remove=[BACKEND_HEADER],
+                response_headers_to_add=[
+                    core.HeaderValueOption(
+                        header=core.HeaderValue(key="request-id", value="%REQ(X-REQUEST-ID)%"),
+                        append_action=core.HeaderValueOptionHeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
+                    )
+                ],
                 # The processor buffers whole request bodies; past this Envoy answers 413.
                 request_body_buffer_limit=config.limits.max_request_bytes,
             )

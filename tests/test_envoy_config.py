@@ -160,6 +160,16 @@ def test_routing_header_is_internal() -> None:
     assert hcm["route_config"]["virtual_hosts"][0]["request_headers_to_remove"] == [BACKEND_HEADER]
 
 
+def test_every_answer_names_its_request_id_like_anthropic() -> None:
+    # Anthropic's API answers with `request-id` (the SDKs' `_request_id`); ours is the
+    # x-request-id that our logs and Envoy's access log carry, on every answer of the host.
+    (host,) = manager(bootstrap(make(CONFIGS["one_backend"])))["route_config"]["virtual_hosts"]
+    assert host["response_headers_to_add"] == [{
+        "header": {"key": "request-id", "value": "%REQ(X-REQUEST-ID)%"},
+        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+    }]
+
+
 def test_buffers_hold_a_whole_request() -> None:
     config = make({"backends": [OPENAI], "limits": {"max_request_bytes": 12345678}})
     boot = bootstrap(config)
