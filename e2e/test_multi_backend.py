@@ -182,9 +182,12 @@ def test_anthropic_schema_backend_gets_the_anthropic_body(
     if stream:
         with client.messages.stream(**params) as events:
             message = events.get_final_message()
+            request_id = events.response.headers.get("request-id")
     else:
         message = client.messages.create(**params)
+        request_id = message._request_id
     assert message.content[0].text == "from the anthropic backend"  # type: ignore[union-attr]
+    assert request_id is not None and request_id.startswith("req_mock_")  # the backend's, kept
     seen = only_request(claude)
     assert seen["path"] == "/v1/messages"
     expected = {**params, "model": "claude-opus-4-1"}

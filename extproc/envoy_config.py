@@ -204,10 +204,12 @@ def _route_config(config: Config, backends: Sequence[Backend]) -> route_v3.Route
                 routes=_routes(config, backends),
                 # The routing header is ours: backends never see it.
                 request_headers_to_remove=[BACKEND_HEADER],
+                # Anthropic's API names every answer in `request-id`; ours is the id in our
+                # logs and the access log. An Anthropic-schema backend's own is kept.
                 response_headers_to_add=[
                     core.HeaderValueOption(
                         header=core.HeaderValue(key="request-id", value="%REQ(X-REQUEST-ID)%"),
-                        append_action=core.HeaderValueOptionHeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
+                        append_action=core.HeaderValueOptionHeaderAppendAction.ADD_IF_ABSENT,
                     )
                 ],
                 # The processor buffers whole request bodies; past this Envoy answers 413.

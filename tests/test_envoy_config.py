@@ -166,7 +166,7 @@ def test_every_answer_names_its_request_id_like_anthropic() -> None:
     (host,) = manager(bootstrap(make(CONFIGS["one_backend"])))["route_config"]["virtual_hosts"]
     assert host["response_headers_to_add"] == [{
         "header": {"key": "request-id", "value": "%REQ(X-REQUEST-ID)%"},
-        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+        "append_action": "ADD_IF_ABSENT",  # an Anthropic-schema backend's own id is kept
     }]
 
 

@@ -51,6 +51,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def create_app(config: MockConfig | None = None, **overrides: Any) -> web.Application:
     """The mock backend as an aiohttp app; `overrides` are MockConfig fields."""
     app = web.Application(client_max_size=_MAX_BODY, middlewares=[_record])
+    app.on_response_prepare.append(_anthropic_request_id)
     app[STATE] = MockState(replace(config or MockConfig(), **overrides))
     app[FAST_CACHE] = {}
     app.router.add_post("/v1/chat/completions", chat_completions)
@@ -80,6 +81,12 @@ async def _record(request: web.Request, handler: Handler) -> web.StreamResponse:
     if _unauthorized(request, state.config.api_key):
         return json_response(b'{"error":"Unauthorized"}', 401)
     return await handler(request)
+
+
+async def _anthropic_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Anthropic's API names each answer in a `request-id` header; so does our Messages API."""
+    if request.path.startswith("/v1/messages"):
+        response.headers["request-id"] = "req_mock_" + secrets.token_hex(12)
 
 
 def _unauthorized(request: web.Request, api_key: str | None) -> bool:
