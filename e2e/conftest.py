@@ -31,6 +31,16 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("e2e")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def render_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """`extproc up` keeps its Envoy renders under XDG_CACHE_HOME: the suite's stay in a folder
+    of their own (every process the harness starts inherits this environment)."""
+    with pytest.MonkeyPatch.context() as patch:
+        folder = tmp_path_factory.mktemp("xdg-cache")
+        patch.setenv("XDG_CACHE_HOME", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def mock_backend(workdir: Path) -> Iterator[MockBackend]:
     mock = start_mock(workdir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,8 +12,10 @@ import anthropic
 import httpx
 import openai
 import pytest
+import yaml
 
 from e2e.harness import (
+    REPO,
     EnvoyOnly,
     Gateway,
     MockBackend,
@@ -180,7 +183,7 @@ def test_envoy_leaves_a_core_to_the_ext_proc_worker(gateway: Gateway) -> None:
     assert int(info["command_line_options"]["concurrency"]) == expected
 
 
-# ---- the README's first command -----------------------------------------------------------------
+# ---- `extproc up` itself: the README's first command, restarts -----------------------------------------------------------------
 
 
 def test_up_without_a_backend_serves_the_labelled_mock(workdir: Path) -> None:
@@ -207,3 +210,33 @@ def test_up_without_a_backend_serves_the_labelled_mock(workdir: Path) -> None:
                 streamed = stream.get_final_message()
             assert streamed.content[0].type == "text" and streamed.content[0].text
             assert streamed.stop_reason == "end_turn"
+
+
+def test_up_again_with_the_same_config_reuses_its_envoy_render(
+    workdir: Path, mock_backend: MockBackend, render_cache: Path
+) -> None:
+    listen, admin = free_port(), free_port()
+    path = workdir / f"restart-{listen}.yaml"
+    path.write_text(yaml.safe_dump({
+        "listen": f"127.0.0.1:{listen}", "admin_listen": f"127.0.0.1:{admin}",
+        "extproc_listen": f"127.0.0.1:{free_port()}", "backends": [backend_config(mock_backend)],
+    }))
+    up = [sys.executable, "-m", "extproc", "up", "--config", str(path)]
+    before = set(render_cache.glob("extproc/envoy-*.yaml"))
+    first = spawn(f"up-first-{listen}", up, workdir)
+    with stopping(first):
+        wait_for_log(first, "extproc gateway ready", timeout=60)
+    (kept,) = set(render_cache.glob("extproc/envoy-*.yaml")) - before
+    rendered = subprocess.run([sys.executable, "-m", "extproc", "envoy-config", "--config", str(path)],
+                              capture_output=True, check=True, cwd=REPO).stdout.decode()
+    assert kept.read_text() == rendered
+    # The next start takes the kept file as it is, without rendering: a mark in it shows.
+    kept.write_text(rendered.replace("name: ingress\n", "name: ingress-kept\n", 1))
+    second = spawn(f"up-second-{listen}", up, workdir)
+    with stopping(second):
+        wait_for_log(second, "extproc gateway ready", timeout=60)
+        listeners = httpx.get(f"http://127.0.0.1:{admin}/listeners", timeout=5).text
+        assert "ingress-kept" in listeners
+        reply = httpx.post(f"http://127.0.0.1:{listen}/v1/messages", timeout=10, json={
+            "model": "qwen3-coder", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]})
+        assert reply.status_code == 200, reply.text

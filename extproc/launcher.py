@@ -16,6 +16,7 @@ import aiohttp
 import yaml
 
 from extproc.config import Backend, Config, envoy_concurrency, parse_hostport
+from extproc.render_cache import kept_render
 from extproc.server import ExtProcServer
 from extproc.workers import Workers
 
@@ -82,23 +83,36 @@ async def spawn_mock_backend() -> tuple[asyncio.subprocess.Process, str]:
 
 
 async def spawn_envoy(config: Config, workdir: Path, profile: str = "local") -> asyncio.subprocess.Process:
-    """Render envoy.yaml in a child that then becomes Envoy.
+    """Render envoy.yaml in a child that then becomes Envoy, or reuse an earlier render of the
+    same inputs (extproc/render_cache.py).
 
     Rendering imports the large typed Envoy API (`envoy-data-plane`); doing it in the child
     keeps that memory out of this process, which serves ext_proc traffic, and overlaps it
     with our own start-up.
     """
+    config_text = yaml.safe_dump(config.model_dump(mode="json", by_alias=True))
     config_path = workdir / "extproc.yaml"
-    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True)))
+    config_path.write_text(config_text)
     envoy_yaml = workdir / "envoy.yaml"
-    script = (
-        '"$0" -m extproc envoy-config --config "$1" --profile "$2" > "$3" '
-        '&& exec "$4" -c "$3" --use-dynamic-base-id --log-level warning '
-        '--drain-time-s "$5" --drain-strategy immediate --concurrency "$6"'
-    )
+    kept = kept_render(config_text, profile)
+    run_envoy = ('exec "$4" -c "$3" --use-dynamic-base-id --log-level warning '
+                 '--drain-time-s "$5" --drain-strategy immediate --concurrency "$6"')
+    render = '"$0" -m extproc envoy-config --config "$1" --profile "$2" > "$3"'
+    if kept is None:
+        script = f"{render} && {run_envoy}"
+    elif kept.is_file():
+        shutil.copyfile(kept, envoy_yaml)
+        kept.touch()  # recently used: pruned last
+        script = run_envoy
+    else:
+        # Kept through a temporary name, so a concurrent start never reads half a file; a
+        # failure to keep it never stops Envoy.
+        keep = '{ cp "$3" "$7.$$" && mv -f "$7.$$" "$7"; } 2>/dev/null'
+        script = f"{render} && {{ {keep}; {run_envoy}; }}"
     return await asyncio.create_subprocess_exec(
         "/bin/sh", "-c", script, sys.executable, str(config_path), profile, str(envoy_yaml),
         envoy_binary(), str(int(config.timeouts.drain_s)), str(envoy_concurrency(config)),
+        str(kept or ""),
     )
 
 
