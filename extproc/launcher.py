@@ -16,7 +16,7 @@ import aiohttp
 import yaml
 
 from extproc.config import Backend, Config, envoy_concurrency, parse_hostport
-from extproc.render_cache import kept_render
+from extproc.render_cache import kept_render, reuse
 from extproc.server import ExtProcServer
 from extproc.workers import Workers
 
@@ -100,9 +100,7 @@ async def spawn_envoy(config: Config, workdir: Path, profile: str = "local") -> 
     render = '"$0" -m extproc envoy-config --config "$1" --profile "$2" > "$3"'
     if kept is None:
         script = f"{render} && {run_envoy}"
-    elif kept.is_file():
-        shutil.copyfile(kept, envoy_yaml)
-        kept.touch()  # recently used: pruned last
+    elif reuse(kept, envoy_yaml):
         script = run_envoy
     else:
         # Kept through a temporary name, so a concurrent start never reads half a file; a

@@ -9,8 +9,10 @@ live in the ext_proc server, never in Envoy's config.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 from importlib import metadata
 from pathlib import Path
 
@@ -38,6 +40,17 @@ def kept_render(config_text: str, profile: str) -> Path | None:
     for source in sorted(_PACKAGE.rglob("*.py")):
         digest.update(source.read_bytes())
     return folder / f"envoy-{digest.hexdigest()[:40]}.yaml"
+
+
+def reuse(kept: Path, destination: Path) -> bool:
+    """Copy a kept render to `destination`; False when there is none (or it cannot be read)."""
+    try:
+        shutil.copyfile(kept, destination)
+    except OSError:
+        return False
+    with contextlib.suppress(OSError):
+        kept.touch()  # recently used: pruned last
+    return True
 
 
 def _version(distribution: str) -> str:

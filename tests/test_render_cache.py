@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from extproc import render_cache
-from extproc.render_cache import KEEP, kept_render
+from extproc.render_cache import KEEP, kept_render, reuse
 
 
 @pytest.fixture(autouse=True)
@@ -60,3 +60,15 @@ def test_only_the_most_recently_used_renders_stay(cache_home: Path) -> None:
     left = sorted(p.name for p in cache_home.glob("envoy-*.yaml"))
     assert left == [f"envoy-{age:02}.yaml" for age in range(KEEP)]
     assert unrelated.exists()
+
+
+def test_reuse_copies_a_kept_render_and_marks_it_recent(cache_home: Path, tmp_path: Path) -> None:
+    kept = kept_render("listen: 127.0.0.1:8080\n", "local")
+    assert kept is not None
+    destination = tmp_path / "envoy.yaml"
+    assert not reuse(kept, destination)  # nothing kept yet: the caller renders
+    kept.write_text("static_resources: {}\n")
+    os.utime(kept, (1_000_000, 1_000_000))
+    assert reuse(kept, destination)
+    assert destination.read_text() == "static_resources: {}\n"
+    assert kept.stat().st_mtime > 1_000_000
