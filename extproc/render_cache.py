@@ -21,7 +21,7 @@ _PACKAGE = Path(__file__).resolve().parent
 _LIBRARIES = ("envoy-data-plane", "betterproto2", "PyYAML")
 
 
-def cache_folder() -> Path:
+def _folder() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "extproc"
 
 
@@ -29,7 +29,7 @@ def kept_render(config_text: str, profile: str) -> Path | None:
     """Where the render of these inputs is kept (the file may not exist yet), or None when
     there is no writable cache folder."""
     try:
-        folder = cache_folder()
+        folder = _folder()
         folder.mkdir(parents=True, exist_ok=True)
     except (OSError, RuntimeError):  # RuntimeError: no home directory to be found
         return None
