@@ -183,7 +183,7 @@ def test_envoy_leaves_a_core_to_the_ext_proc_worker(gateway: Gateway) -> None:
     assert int(info["command_line_options"]["concurrency"]) == expected
 
 
-# ---- `extproc up` itself: the README's first command, restarts -----------------------------------------------------------------
+# ---- `extproc up` itself: the README's first command, restarts -----------------------------------
 
 
 def test_up_without_a_backend_serves_the_labelled_mock(workdir: Path) -> None:

@@ -149,7 +149,7 @@ async def up(config: Config) -> int:
             await server.start()
             if mock is not None:
                 await wait_http(mock_url + "/health", mock, timeout=20)
-                print(MOCK_BANNER.format(url=mock_url + "/v1"), file=sys.stderr, flush=True)
+                print(MOCK_BANNER.format(url=config.backends[0].base_url), file=sys.stderr, flush=True)
             await wait_http(url_of(config.admin_listen) + "/ready", envoy, timeout=30)
             url = url_of(config.listen)
             print(f"extproc gateway ready: {url}  (Anthropic: POST {url}/v1/messages, "
