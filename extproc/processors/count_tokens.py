@@ -106,10 +106,9 @@ class CountTokensProcessor:
         new_body = renamed_body(request, plan.model)
         set_headers, remove = to_backend(
             self.gateway.config, plan.backend, plan.base_path + "/v1/messages/count_tokens",
-            content_length=len(new_body) if new_body is not None else None,
             anthropic_schema=True,
         )
-        return Continue(set_headers=tuple(set_headers), remove_headers=tuple(remove),
+        return Continue(set_headers=set_headers, remove_headers=remove,
                         body=new_body, clear_route_cache=True, skip_rest=True)
 
     async def _tokenize(self, backend: Backend, chat: Mapping[str, Any]) -> int | None:

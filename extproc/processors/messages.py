@@ -138,14 +138,10 @@ class MessagesProcessor:
         if translated.dropped:
             log.info("fields_not_carried", request_id=self.info.request_id, fields=translated.dropped)
         self.context = translated.context
-        set_headers, remove = to_backend(
-            config, backend, plan.base_path + "/chat/completions",
-            content_length=len(translated.body),
-        )
-        set_headers.append(_JSON)
+        set_headers, remove = to_backend(config, backend, plan.base_path + "/chat/completions")
         return Continue(
-            set_headers=tuple(set_headers),
-            remove_headers=tuple(remove),
+            set_headers=set_headers,
+            remove_headers=remove,
             body=translated.body,
             clear_route_cache=True,
             metadata=plan.metadata,
@@ -157,12 +153,11 @@ class MessagesProcessor:
         new_body = renamed_body(request, plan.model)
         set_headers, remove = to_backend(
             self.gateway.config, plan.backend, plan.base_path + "/v1/messages",
-            content_length=len(new_body) if new_body is not None else None,
             anthropic_schema=True,
         )
         return Continue(
-            set_headers=tuple(set_headers),
-            remove_headers=tuple(remove),
+            set_headers=set_headers,
+            remove_headers=remove,
             body=new_body,
             clear_route_cache=True,
             metadata=plan.metadata,

@@ -121,11 +121,10 @@ class ChatCompletionsProcessor(UntouchedProcessor):
             self.gateway.config,
             plan.backend,
             plan.base_path + "/chat/completions",
-            content_length=len(new_body) if new_body is not None else None,
         )
         return Continue(
-            set_headers=tuple(set_headers),
-            remove_headers=tuple(remove),
+            set_headers=set_headers,
+            remove_headers=remove,
             body=new_body,
             clear_route_cache=True,
             skip_rest=self.key is None,  # then the answer (SSE included) streams past us

@@ -25,29 +25,43 @@ CLIENT_ONLY_HEADERS = (
 CLIENT_CREDENTIALS = ("x-api-key", "authorization")
 
 
+HeaderEdits = tuple[tuple[tuple[str, str], ...], tuple[str, ...]]  # (set, remove)
+
+# The edits depend on a few values only, the key among them (it may rotate): worked out once
+# per combination, not per request. Bounded like every per-process cache of client input.
+_EDITS_MAX = 1024
+_edits: dict[tuple[bool, str, str, bool, str | None], HeaderEdits] = {}
+
+
 def to_backend(
-    config: Config,
-    backend: Backend,
-    path: str,
-    *,
-    content_length: int | None,
-    anthropic_schema: bool = False,
-) -> tuple[list[tuple[str, str]], list[str]]:
-    """(headers to set, headers to remove) routing this request to `backend` at `path`."""
-    set_headers = [(":path", path), (BACKEND_HEADER, backend.name)]
-    if content_length is not None:
-        set_headers.append(("content-length", str(content_length)))
-    if not config.forward_client_api_key:
-        key = backend.api_key()
-        if key and anthropic_schema:
-            set_headers.append(("x-api-key", key))
-        elif key:
-            set_headers.append(("authorization", f"Bearer {key}"))
+    config: Config, backend: Backend, path: str, *, anthropic_schema: bool = False
+) -> HeaderEdits:
+    """(headers to set, headers to remove) routing this request's JSON body to `backend` at
+    `path`. A replaced body's content-length is the renderer's to set (service/mutations.py)."""
+    forward = config.forward_client_api_key
+    key = None if forward else backend.api_key()
+    memo = (forward, backend.name, path, anthropic_schema, key)
+    edits = _edits.get(memo)
+    if edits is None:
+        if len(_edits) >= _EDITS_MAX:
+            _edits.clear()
+        edits = _edits[memo] = _header_edits(backend.name, path, anthropic_schema, key, forward)
+    return edits
+
+
+def _header_edits(
+    backend: str, path: str, anthropic_schema: bool, key: str | None, forward: bool
+) -> HeaderEdits:
+    set_headers = [(":path", path), (BACKEND_HEADER, backend), ("content-type", "application/json")]
+    if key and anthropic_schema:
+        set_headers.append(("x-api-key", key))
+    elif key:
+        set_headers.append(("authorization", f"Bearer {key}"))
     dropped = CLIENT_ONLY_HEADERS if not anthropic_schema else CLIENT_CREDENTIALS
     keep = {name for name, _ in set_headers}
-    if config.forward_client_api_key:
+    if forward:
         keep.update(CLIENT_CREDENTIALS)
-    return set_headers, [h for h in dropped if h not in keep]
+    return tuple(set_headers), tuple(h for h in dropped if h not in keep)
 
 
 def renamed_body(request: dict[str, object], model: str) -> bytes | None:

@@ -65,10 +65,16 @@ def _render_continue(phase: str, action: Continue) -> bytes:
     if body is not None and headers_phase:
         # A body set while answering headers is only legal with CONTINUE_AND_REPLACE.
         common.append(_CONTINUE_AND_REPLACE)
-    if action.set_headers or action.remove_headers:
-        common.append(wire.field(
-            wire.HEADER_MUTATION, wire.header_mutation(action.set_headers, action.remove_headers)
-        ))
+    mutation = (
+        wire.header_mutation(action.set_headers, action.remove_headers)
+        if action.set_headers or action.remove_headers else b""
+    )
+    if body is not None and phase == "request_body":
+        # Envoy refuses a buffered body whose content-length disagrees with it: every
+        # request body we replace carries its own.
+        mutation += wire.content_length(len(body))
+    if mutation:
+        common.append(wire.field(wire.HEADER_MUTATION, mutation))
     if body:
         body_key = wire.prefix(wire.BODY, len(body))
         common += (wire.prefix(wire.BODY_MUTATION, len(body_key) + len(body)), body_key, body)

@@ -16,6 +16,7 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
 from extproc.errors import GatewayError
 from extproc.gateway import Gateway
 from extproc.processors.base import Action, Continue, Processor, RequestInfo, Respond
+from extproc.processors.passthrough import UntouchedProcessor
 from extproc.service.mutations import render
 from extproc.service.registry import split_path
 
@@ -26,10 +27,7 @@ _INTERNAL = GatewayError("the gateway failed to process this request")
 
 def header_dict(headers: HttpHeaders) -> dict[str, str]:
     """Envoy header map -> {lower-case name: value}; Envoy sends values in raw_value."""
-    return {
-        h.key: (h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value)
-        for h in headers.headers.headers
-    }
+    return {h.key: h.raw_value.decode("utf-8", "replace") or h.value for h in headers.headers.headers}
 
 
 class ExtProcServicer(ext_proc_grpc.ExternalProcessorServicer):  # type: ignore[misc]
@@ -38,8 +36,6 @@ class ExtProcServicer(ext_proc_grpc.ExternalProcessorServicer):  # type: ignore[
         self.open_streams = 0
 
     def _open(self, headers: dict[str, str]) -> Processor:
-        from extproc.processors.passthrough import UntouchedProcessor
-
         raw_path = headers.get(":path", "/")
         path, query = split_path(raw_path)
         info = RequestInfo(
@@ -49,9 +45,7 @@ class ExtProcServicer(ext_proc_grpc.ExternalProcessorServicer):  # type: ignore[
             headers=headers,
             request_id=headers.get("x-request-id", ""),
         )
-        factory = self.gateway.registry.lookup(path)
-        if factory is None:
-            return UntouchedProcessor(info, self.gateway)
+        factory = self.gateway.registry.lookup(path) or UntouchedProcessor
         return factory(info, self.gateway)
 
     async def Process(  # the gRPC method name

@@ -9,7 +9,7 @@ Field numbers come from the generated descriptors; tests parse every shape back 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
 from envoy.service.ext_proc.v3.external_processor_pb2 import (
@@ -86,11 +86,9 @@ CLEAR_BODY = flag(key_of(BodyMutation, "clear_body"), 1)
 
 _OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 
-# Most headers we set repeat request after request (path, backend, content type); the
-# caches are bounded because some values (lengths, an error's status) vary.
+# Caches of encoded pieces, bounded because some values (an error's status, token counts) vary.
 _CACHE_MAX = 1024
-_set_pieces: dict[tuple[str, str], bytes] = {}
-_remove_pieces: dict[str, bytes] = {}
+_mutations: dict[tuple[tuple[tuple[str, str], ...], tuple[str, ...]], bytes] = {}
 _metadata_pieces: dict[object, bytes] = {}
 
 
@@ -101,29 +99,32 @@ _RAW_VALUE = key_of(HeaderValue, "raw_value")
 
 
 def _set_piece(key: str, value: str) -> bytes:
-    piece = _set_pieces.get((key, value))
-    if piece is None:  # a header set (overwritten if present) by its raw bytes
-        header = field(_HEADER_KEY, key.encode()) + field(_RAW_VALUE, value.encode())
-        piece = field(_SET_HEADER, field(_HEADER, header) + _APPEND_ACTION)
-        if key != "content-length" and len(_set_pieces) < _CACHE_MAX:
-            _set_pieces[key, value] = piece
-    return piece
+    """A header set (overwritten if present) by its raw bytes."""
+    header = field(_HEADER_KEY, key.encode()) + field(_RAW_VALUE, value.encode())
+    return field(_SET_HEADER, field(_HEADER, header) + _APPEND_ACTION)
 
 
-def _remove_piece(name: str) -> bytes:
-    piece = _remove_pieces.get(name)
+def header_mutation(set_headers: tuple[tuple[str, str], ...], remove: tuple[str, ...]) -> bytes:
+    """An encoded HeaderMutation (the message's content, without its own field key).
+
+    The same edits repeat request after request (a route's path, backend and credentials;
+    the content type of an answer): each combination is encoded once."""
+    key = (set_headers, remove)
+    piece = _mutations.get(key)
     if piece is None:
-        piece = field(_REMOVE_HEADER, name.encode())
-        if len(_remove_pieces) < _CACHE_MAX:
-            _remove_pieces[name] = piece
+        piece = b"".join([
+            *(_set_piece(name, value) for name, value in set_headers),
+            *(field(_REMOVE_HEADER, name.encode()) for name in remove),
+        ])
+        if len(_mutations) >= _CACHE_MAX:
+            _mutations.clear()
+        _mutations[key] = piece
     return piece
 
 
-def header_mutation(set_headers: Iterable[tuple[str, str]], remove: Iterable[str]) -> bytes:
-    """An encoded HeaderMutation (the message's content, without its own field key)."""
-    return b"".join(
-        [*(_set_piece(key, value) for key, value in set_headers), *map(_remove_piece, remove)]
-    )
+def content_length(length: int) -> bytes:
+    """The header-mutation entry that sets content-length (never cached: it varies)."""
+    return _set_piece("content-length", str(length))
 
 
 def metadata(fields: Mapping[str, Mapping[str, object]]) -> bytes:
@@ -142,3 +143,4 @@ def metadata(fields: Mapping[str, Mapping[str, object]]) -> bytes:
                 _metadata_pieces.clear()
             _metadata_pieces[key] = piece
     return piece
+

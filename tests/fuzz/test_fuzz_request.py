@@ -16,6 +16,7 @@ import json
 from typing import Any
 
 import orjson
+from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingResponse
 from fuzz_helpers import (
     INVALID_UTF8,
     JSON,
@@ -34,6 +35,7 @@ from extproc.processors.base import Continue, Respond
 from extproc.processors.messages import MessagesProcessor
 from extproc.processors.passthrough import ChatCompletionsProcessor
 from extproc.schemas.openai import ChatCompletionRequest
+from extproc.service.mutations import render
 from extproc.translators.request import RequestOptions, translate_request
 
 BASH = {
@@ -221,7 +223,11 @@ def check_messages_processor(body: bytes) -> None:
         parsed = orjson.loads(action.body)
         if dict(action.set_headers)[":path"].endswith("/chat/completions"):
             ChatCompletionRequest.model_validate(parsed)
-        assert dict(action.set_headers)["content-length"] == str(len(action.body))
+        # The rendered answer carries the new body's length (Envoy refuses a mismatch).
+        answer = ProcessingResponse.FromString(render("request_body", action))
+        mutation = answer.request_body.response.header_mutation
+        lengths = [h.header.raw_value for h in mutation.set_headers if h.header.key == "content-length"]
+        assert lengths == [str(len(action.body)).encode()]
 
 
 @example(FOUND[0])

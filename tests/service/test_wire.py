@@ -31,12 +31,15 @@ def reference(phase: str, action: Continue) -> ProcessingResponse:
         cls = HeadersResponse if headers_phase else BodyResponse
         return ProcessingResponse(**{phase: cls()})
     common = CommonResponse(clear_route_cache=action.clear_route_cache)
-    if action.set_headers or action.remove_headers:
+    set_headers = list(action.set_headers)
+    if action.body is not None and phase == "request_body":
+        set_headers.append(("content-length", str(len(action.body))))
+    if set_headers or action.remove_headers:
         common.header_mutation.CopyFrom(HeaderMutation(
             set_headers=[
                 HeaderValueOption(header=HeaderValue(key=k, raw_value=v.encode()),
                                   append_action=HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD)
-                for k, v in action.set_headers
+                for k, v in set_headers
             ],
             remove_headers=action.remove_headers,
         ))
@@ -73,7 +76,7 @@ def test_varint_matches_the_protobuf_encoding() -> None:
 def test_a_translated_request_body_answer() -> None:
     body = b'{"model":"qwen3","messages":[]}' * 3000  # lengths past one varint byte
     action = Continue(
-        set_headers=((":path", "/v1/chat/completions"), ("content-length", str(len(body)))),
+        set_headers=((":path", "/v1/chat/completions"),),
         remove_headers=("x-api-key", "anthropic-version"),
         body=body,
         clear_route_cache=True,
@@ -82,6 +85,9 @@ def test_a_translated_request_body_answer() -> None:
     answer = decoded("request_body", action)
     assert answer == reference("request_body", action)
     assert answer.request_body.response.body_mutation.body == body
+    # Envoy refuses a replaced buffered body whose content-length disagrees: it is set.
+    [*_, length] = answer.request_body.response.header_mutation.set_headers
+    assert (length.header.key, length.header.raw_value) == ("content-length", str(len(body)).encode())
     assert answer.dynamic_metadata.fields["extproc"].struct_value.fields["backend"].string_value == "vllm"
 
 
@@ -117,8 +123,8 @@ def test_an_immediate_response() -> None:
 
 
 def test_cached_pieces_do_not_leak_between_answers() -> None:
-    first = Continue(set_headers=(("content-length", "10"), ("x-a", "1")), body=b"0123456789")
-    second = Continue(set_headers=(("content-length", "3"), ("x-a", "2")), body=b"abc")
+    first = Continue(set_headers=(("x-a", "1"),), remove_headers=("x-b",), body=b"0123456789")
+    second = Continue(set_headers=(("x-a", "2"),), remove_headers=("x-b",), body=b"abc")
     for action in (first, second, first):
         assert decoded("request_body", action) == reference("request_body", action)
 
