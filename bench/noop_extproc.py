@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -46,15 +45,15 @@ def _is_sse(request: ProcessingRequest) -> bool:
 
 
 class NoopProcessor(ext_proc_grpc.ExternalProcessorServicer):
-    async def Process(
-        self, request_iterator: AsyncIterator[ProcessingRequest], context: Any
-    ) -> AsyncIterator[ProcessingResponse]:
-        async for request in request_iterator:
+    # Reads and writes on the context, as the gateway's servicer does (cheaper than grpc.aio's
+    # async-generator style), so the floor pays the same per-message protocol cost.
+    async def Process(self, request_iterator: object, context: Any) -> None:
+        while (request := await context.read()) is not grpc.aio.EOF:
             phase = request.WhichOneof("request")
             if phase == "response_headers" and _is_sse(request):
-                yield _STREAM_RESPONSE
+                await context.write(_STREAM_RESPONSE)
             else:
-                yield _ANSWERS.get(phase or "", _ANSWERS["request_headers"])
+                await context.write(_ANSWERS.get(phase or "", _ANSWERS["request_headers"]))
 
 
 async def serve(address: str) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import grpc
 import orjson
 import pytest
 import structlog
@@ -414,11 +415,21 @@ async def test_a_processor_exception_is_counted_by_phase(gateway: Gateway) -> No
     headers = HeaderMap(headers=[HeaderValue(key=":path", raw_value=b"/boom"),
                                  HeaderValue(key=":method", raw_value=b"POST")])
 
-    async def messages() -> Any:
-        yield ProcessingRequest(request_headers=HttpHeaders(headers=headers))
+    class Context:  # what the servicer uses of grpc.aio's: read() until EOF, write()
+        def __init__(self) -> None:
+            self.requests = [ProcessingRequest(request_headers=HttpHeaders(headers=headers))]
+            self.answers: list[bytes] = []
 
+        async def read(self) -> Any:
+            return self.requests.pop(0) if self.requests else grpc.aio.EOF
+
+        async def write(self, answer: bytes) -> None:
+            self.answers.append(answer)
+
+    context = Context()
     with structlog.testing.capture_logs():
-        answers = [a async for a in ExtProcServicer(gw).Process(messages(), None)]
+        await ExtProcServicer(gw).Process(None, context)
+    answers = context.answers
     answer = ProcessingResponse.FromString(answers[0])  # the servicer yields encoded answers
     assert answer.immediate_response.status.code == 500
     assert value(gw, "extproc_processor_failures_total", phase="request_headers") == 1
