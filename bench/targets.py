@@ -141,7 +141,10 @@ def _render_envoy(backend_port: int, listen: int, admin: int, extproc: int, plai
             "--backend", f"http://{HOST}:{backend_port}/v1", "--listen", f"{HOST}:{listen}",
             "--admin-listen", f"{HOST}:{admin}", "--extproc-listen", f"{HOST}:{extproc}",
             "--log-level", "warning"]
-    done = subprocess.run(argv, capture_output=True, env=_python_env(), cwd=ROOT, check=False)
+    # The classic routing: the processor sees the request headers (4 messages per request,
+    # the floor the issue defines), and without ext_proc every path goes to the backend.
+    env = {**_python_env(), "EXTPROC_MESSAGES_ROUTING": "headers"}
+    done = subprocess.run(argv, capture_output=True, env=env, cwd=ROOT, check=False)
     if done.returncode != 0:
         raise Unavailable(f"extproc envoy-config failed: {done.stderr.decode()[-300:]}")
     config = yaml.safe_load(done.stdout)

@@ -277,6 +277,12 @@ class Config(_Strict):
     # workers (at least one), so Envoy does not fight the Python processes for their cores.
     envoy_concurrency: int | None = Field(default=None, ge=1, le=256)
     strip_billing_header: bool = True
+    # How the rendered Envoy config routes `POST /v1/messages`. "metadata": Envoy skips the
+    # request-headers message; the processor answers the body with routing metadata, and the
+    # backend's route rewrites path and headers (3 ext_proc messages per request instead
+    # of 4). "headers": the processor sees the headers and edits them itself, as under a
+    # control plane that renders its own routes (Envoy Gateway).
+    messages_routing: Literal["metadata", "headers"] = "metadata"
     forward_client_api_key: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_prompts: bool = False
@@ -343,7 +349,7 @@ def resolve_model(config: Config, requested: str) -> Route | None:
 
 _ENV_SCALARS = (
     "listen", "extproc_listen", "metrics_listen", "admin_listen", "log_level", "workers",
-    "envoy_concurrency",
+    "envoy_concurrency", "messages_routing",
 )
 
 

@@ -40,6 +40,7 @@ from envoy_data_plane.envoy.config.overload import v3 as overload
 from envoy_data_plane.envoy.config.route import v3 as route_v3
 from envoy_data_plane.envoy.extensions.access_loggers.file import v3 as file_log
 from envoy_data_plane.envoy.extensions.access_loggers.stream import v3 as stream_log
+from envoy_data_plane.envoy.extensions.filters.http.buffer import v3 as buffer_filter
 from envoy_data_plane.envoy.extensions.filters.http.ext_proc import v3 as ext_proc
 from envoy_data_plane.envoy.extensions.filters.http.router import v3 as router
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager import v3 as hcm
@@ -61,8 +62,15 @@ from extproc.envoy_clusters import (
     is_ip,
     socket_address,
 )
-from extproc.envoy_local_replies import local_reply_config, no_backend_body
+from extproc.envoy_local_replies import empty_body_error, local_reply_config, no_backend_body
+from extproc.processors import MESSAGES_PATHS
 from extproc.processors.base import BACKEND_HEADER
+from extproc.processors.routing import (
+    CREDENTIALS_NAMESPACE,
+    dropped_headers,
+    upstream_path,
+)
+from extproc.service.attributes import request_attributes
 from extproc.telemetry import METADATA_NAMESPACE
 
 PROFILES = ("local", "compose", "kubernetes")
@@ -141,13 +149,16 @@ def _seconds(value: float) -> timedelta:
 # ---- routes --------------------------------------------------------------------------------
 
 
-def _forward(config: Config, backend: Backend) -> route_v3.RouteAction:
+def _forward(
+    config: Config, backend: Backend, rewrite: matcher.RegexMatchAndSubstitute | None = None
+) -> route_v3.RouteAction:
     return route_v3.RouteAction(
         cluster=backend.cluster,
         # Bounds the whole backend response, streamed or not; idle_timeout bounds silence.
         timeout=_seconds(config.timeouts.request_s),
         idle_timeout=_seconds(config.timeouts.stream_idle_s),
         host_rewrite_literal=backend.authority,
+        regex_rewrite=rewrite,
     )
 
 
@@ -157,6 +168,8 @@ def _routes(config: Config, backends: Sequence[Backend]) -> list[route_v3.Route]
     Requests arrive without the header and match the catch-all; the processor adds the
     header and clears the route cache, and Envoy re-matches. Paths the processor leaves
     alone stay on the catch-all, which sends them to the first backend untouched.
+    With `messages_routing: metadata`, `POST /v1/messages` has routes of its own first
+    (`_messages_routes`).
     """
     everything = route_v3.RouteMatch(prefix="/")
     if not backends:
@@ -167,15 +180,10 @@ def _routes(config: Config, backends: Sequence[Backend]) -> list[route_v3.Route]
                 direct_response=route_v3.DirectResponseAction(
                     status=404, body=core.DataSource(inline_string=no_backend_body())
                 ),
-                response_headers_to_add=[
-                    core.HeaderValueOption(
-                        header=core.HeaderValue(key="content-type", value="application/json"),
-                        append_action=core.HeaderValueOptionHeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
-                    )
-                ],
+                response_headers_to_add=[_set_header("content-type", "application/json")],
             )
         ]
-    routes = [
+    by_header = [
         route_v3.Route(
             name=backend.cluster,
             match=route_v3.RouteMatch(
@@ -191,7 +199,87 @@ def _routes(config: Config, backends: Sequence[Backend]) -> list[route_v3.Route]
         for backend in backends
     ]
     default = route_v3.Route(name="default", match=everything, route=_forward(config, backends[0]))
-    return [*routes, default]
+    if config.messages_routing == "headers":
+        return [*by_header, default]
+    # The buffer filter holds requests for the messages routes only (see _messages_routes).
+    unbuffered = {BUFFER_FILTER: AnyProto.pack(buffer_filter.BufferPerRoute(disabled=True))}
+    for route in (*by_header, default):
+        route.typed_per_filter_config = unbuffered
+    return [*_messages_routes(config, backends), *by_header, default]
+
+
+# `POST /v1/messages` (either prefix; the query string takes no part in matching).
+_MESSAGES_PATH = "|".join(path.removeprefix("/") for path in MESSAGES_PATHS)
+_MESSAGES_REGEX = f"/({_MESSAGES_PATH})"
+
+
+def _messages_routes(config: Config, backends: Sequence[Backend]) -> list[route_v3.Route]:
+    """`messages_routing: metadata`: three ext_proc messages per request instead of four.
+
+    Envoy skips the request-headers message on these routes (the processor learns path,
+    method and request id from request attributes on the body message) and the buffer
+    filter holds the headers until the processor has answered the body. That answer cannot
+    edit headers (Envoy applies header edits only to headers it sent); it names the backend
+    in dynamic metadata instead and clears the route cache, and the backend's route below
+    does what the header edits would: path, credentials (from metadata, so a rotated key
+    applies at once), the client's headers removed. A body-less POST reaches the entry
+    route unprocessed and gets an Anthropic error.
+    """
+    post = route_v3.HeaderMatcher(name=":method", string_match=matcher.StringMatcher(exact="POST"))
+    skip_headers = {EXT_PROC_FILTER: AnyProto.pack(ext_proc.ExtProcPerRoute(
+        overrides=ext_proc.ExtProcOverrides(processing_mode=_processing_mode(send_headers=False))
+    ))}
+    routes = []
+    for backend in backends:
+        anthropic = backend.schema_ == "anthropic"
+        credential = "x-api-key" if anthropic else "authorization"
+        routes.append(route_v3.Route(
+            name=f"messages_{backend.cluster}",
+            match=route_v3.RouteMatch(
+                safe_regex=matcher.RegexMatcher(regex=_MESSAGES_REGEX),
+                headers=[post],
+                dynamic_metadata=[matcher.MetadataMatcher(
+                    filter=METADATA_NAMESPACE,
+                    path=[matcher.MetadataMatcherPathSegment(key="backend")],
+                    value=matcher.ValueMatcher(
+                        string_match=matcher.StringMatcher(exact=backend.name)
+                    ),
+                )],
+            ),
+            route=_forward(config, backend, rewrite=matcher.RegexMatchAndSubstitute(
+                pattern=matcher.RegexMatcher(regex=f"^{_MESSAGES_REGEX}$"),
+                substitution=upstream_path(backend.base_path, anthropic_schema=anthropic),
+            )),
+            request_headers_to_remove=dropped_headers(
+                anthropic_schema=anthropic, forward=config.forward_client_api_key
+            ),
+            request_headers_to_add=[
+                _set_header("content-type", "application/json"),
+                # Absent metadata renders empty, and an empty value adds no header.
+                *(() if config.forward_client_api_key else (_set_header(
+                    credential, f"%DYNAMIC_METADATA({CREDENTIALS_NAMESPACE}:{credential})%"
+                ),)),
+            ],
+            typed_per_filter_config=skip_headers,
+        ))
+    routes.append(route_v3.Route(
+        name="messages_unprocessed",
+        match=route_v3.RouteMatch(safe_regex=matcher.RegexMatcher(regex=_MESSAGES_REGEX),
+                                  headers=[post]),
+        direct_response=route_v3.DirectResponseAction(
+            status=400, body=core.DataSource(inline_string=empty_body_error())
+        ),
+        response_headers_to_add=[_set_header("content-type", "application/json")],
+        typed_per_filter_config=skip_headers,
+    ))
+    return routes
+
+
+def _set_header(key: str, value: str) -> core.HeaderValueOption:
+    return core.HeaderValueOption(
+        header=core.HeaderValue(key=key, value=value),
+        append_action=core.HeaderValueOptionHeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
+    )
 
 
 def _route_config(config: Config, backends: Sequence[Backend]) -> route_v3.RouteConfiguration:
@@ -222,10 +310,31 @@ def _route_config(config: Config, backends: Sequence[Backend]) -> route_v3.Route
 # ---- HTTP filters ----------------------------------------------------------------------------
 
 
-def _ext_proc_filter(config: Config) -> hcm.HttpFilter:
+EXT_PROC_FILTER = "envoy.filters.http.ext_proc"
+BUFFER_FILTER = "envoy.filters.http.buffer"
+
+
+def _processing_mode(*, send_headers: bool) -> ext_proc.ProcessingMode:
     send = ext_proc.ProcessingModeHeaderSendMode.SEND
     skip = ext_proc.ProcessingModeHeaderSendMode.SKIP
     buffered = ext_proc.ProcessingModeBodySendMode.BUFFERED
+    return ext_proc.ProcessingMode(
+        request_header_mode=send if send_headers else skip,
+        request_body_mode=buffered,
+        request_trailer_mode=skip,
+        response_header_mode=send,
+        response_body_mode=buffered,
+        response_trailer_mode=skip,
+    )
+
+
+def _ext_proc_filter(config: Config) -> hcm.HttpFilter:
+    # Without the headers message, the processor learns path, method and request id (and
+    # the trace context, when tracing) from attributes of the body message.
+    attributes = (
+        request_attributes(tracing=config.tracing is not None)
+        if config.messages_routing == "metadata" else []
+    )
     processor = ext_proc.ExternalProcessor(
         grpc_service=core.GrpcService(
             envoy_grpc=core.GrpcServiceEnvoyGrpc(cluster_name=EXTPROC_CLUSTER)
@@ -235,25 +344,26 @@ def _ext_proc_filter(config: Config) -> hcm.HttpFilter:
         message_timeout=_seconds(config.timeouts.extproc_message_s),
         # The processor narrows this per request with mode_override: STREAMED response
         # bodies for SSE, skipped phases for pass-through paths.
-        processing_mode=ext_proc.ProcessingMode(
-            request_header_mode=send,
-            request_body_mode=buffered,
-            request_trailer_mode=skip,
-            response_header_mode=send,
-            response_body_mode=buffered,
-            response_trailer_mode=skip,
-        ),
+        processing_mode=_processing_mode(send_headers=True),
         allow_mode_override=True,
+        request_attributes=attributes,
         # Defaults allow every header we edit; a refused edit (host, x-envoy-*) becomes a
         # 500 instead of a request that silently goes out unchanged.
         mutation_rules=mutation_rules.HeaderMutationRules(disallow_is_error=True),
         metadata_options=ext_proc.MetadataOptions(
             receiving_namespaces=ext_proc.MetadataOptionsMetadataNamespaces(
-                untyped=[METADATA_NAMESPACE]
+                untyped=[METADATA_NAMESPACE, CREDENTIALS_NAMESPACE]
             )
         ),
     )
-    return hcm.HttpFilter(name="envoy.filters.http.ext_proc", typed_config=AnyProto.pack(processor))
+    return hcm.HttpFilter(name=EXT_PROC_FILTER, typed_config=AnyProto.pack(processor))
+
+
+def _buffer_filter(config: Config) -> hcm.HttpFilter:
+    """Holds a request's headers until its whole body has passed ext_proc (messages routes
+    only: the others disable it), and sets the body's content-length on the way out."""
+    held = buffer_filter.Buffer(max_request_bytes=config.limits.max_request_bytes)
+    return hcm.HttpFilter(name=BUFFER_FILTER, typed_config=AnyProto.pack(held))
 
 
 def _strip_routing_header() -> core.TypedExtensionConfig:
@@ -306,7 +416,11 @@ def _connection_manager(config: Config, where: Placement) -> hcm.HttpConnectionM
         stat_prefix="ingress",
         codec_type=hcm.HttpConnectionManagerCodecType.AUTO,
         route_config=_route_config(config, where.backends),
-        http_filters=[_ext_proc_filter(config), router_filter],
+        http_filters=[
+            _ext_proc_filter(config),
+            *([_buffer_filter(config)] if config.messages_routing == "metadata" else []),
+            router_filter,
+        ],
         early_header_mutation_extensions=[_strip_routing_header()],
         generate_request_id=True,
         # A model may think quietly for a while and a generation may last many minutes:

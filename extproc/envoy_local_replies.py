@@ -30,6 +30,7 @@ from envoy_data_plane.google.protobuf import Struct
 from extproc.config import Config
 from extproc.errors import error_body, error_object
 from extproc.mappings import STATUS_TO_ERROR_TYPE, error_type_for_status
+from extproc.processors.base import EMPTY_BODY
 
 # Processor replies keep their body: they have empty details (the default) or details the
 # processor chose, starting with this prefix. Envoy never sets either.
@@ -60,6 +61,11 @@ class Reply:
     @property
     def error_type(self) -> str:
         return error_type_for_status(self.status)
+
+
+def empty_body_error() -> str:
+    """A `POST /v1/messages` without a body, which no processor saw (metadata routing)."""
+    return error_body("invalid_request_error", EMPTY_BODY).decode()
 
 
 def no_backend_body() -> str:

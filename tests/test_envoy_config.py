@@ -79,6 +79,11 @@ def routes(boot: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_filters_are_ext_proc_then_router() -> None:
     names = [f["name"] for f in manager(bootstrap(make(CONFIGS["one_backend"])))["http_filters"]]
+    # The buffer filter holds a metadata-routed request until ext_proc has answered its body.
+    assert names == ["envoy.filters.http.ext_proc", "envoy.filters.http.buffer",
+                     "envoy.filters.http.router"]
+    classic = make(CONFIGS["one_backend"] | {"messages_routing": "headers"})
+    names = [f["name"] for f in manager(bootstrap(classic))["http_filters"]]
     assert names == ["envoy.filters.http.ext_proc", "envoy.filters.http.router"]
 
 
@@ -92,8 +97,14 @@ def test_ext_proc_filter_lets_the_server_steer() -> None:
     mode = ext["processing_mode"]
     assert (mode["request_header_mode"], mode["request_body_mode"]) == ("SEND", "BUFFERED")
     assert (mode["response_header_mode"], mode["response_body_mode"]) == ("SEND", "BUFFERED")
-    assert ext["metadata_options"]["receiving_namespaces"]["untyped"] == ["extproc"]
+    assert ext["metadata_options"]["receiving_namespaces"]["untyped"] == [
+        "extproc", "extproc_credentials"]
     assert ext["mutation_rules"] == {"disallow_is_error": True}
+    # What the processor learns when the messages routes skip the headers message.
+    assert ext["request_attributes"] == ["request.path", "request.method", "request.id"]
+    traced = make({"backends": [OPENAI], "tracing": {"otlp_endpoint": "http://127.0.0.1:4318/v1/traces"}})
+    attributes = http_filter(bootstrap(traced), "envoy.filters.http.ext_proc")["request_attributes"]
+    assert attributes[3:] == ["request.headers['traceparent']", "request.headers['tracestate']"]
 
 
 def test_ext_proc_cluster_speaks_http2() -> None:
@@ -126,7 +137,7 @@ def test_wildcard_extproc_listen_is_reached_over_loopback() -> None:
 
 def test_one_route_per_backend_then_catch_all_to_the_first() -> None:
     config = make(CONFIGS["openai_and_anthropic"] | {"timeouts": {"request_s": 90}})
-    table = routes(bootstrap(config))
+    table = routes(bootstrap(config))[-3:]  # after the messages routes (below)
     assert [r["name"] for r in table] == ["backend_vllm", "backend_glm", "default"]
     for route, backend in zip(table, config.backends, strict=False):
         assert route["match"]["prefix"] == "/"
@@ -138,6 +149,50 @@ def test_one_route_per_backend_then_catch_all_to_the_first() -> None:
         assert route["route"]["timeout"] == "90s"
     assert "headers" not in table[-1]["match"]
     assert table[-1]["route"]["cluster"] == "backend_vllm"
+    for route in table:  # only the messages routes hold requests in the buffer filter
+        assert route["typed_per_filter_config"]["envoy.filters.http.buffer"]["disabled"] is True
+    classic = make(CONFIGS["openai_and_anthropic"] | {"messages_routing": "headers"})
+    assert [r["name"] for r in routes(bootstrap(classic))] == [r["name"] for r in table]
+
+
+def test_messages_routes_go_by_the_backend_named_in_metadata() -> None:
+    config = make(CONFIGS["openai_and_anthropic"] | {"timeouts": {"request_s": 90}})
+    vllm, glm, unprocessed = routes(bootstrap(config))[:3]
+    assert [vllm["name"], glm["name"], unprocessed["name"]] == [
+        "messages_backend_vllm", "messages_backend_glm", "messages_unprocessed"]
+    for route, backend in ((vllm, "vllm"), (glm, "glm")):
+        match = route["match"]
+        assert match["safe_regex"]["regex"] == "/(v1/messages|anthropic/v1/messages)"
+        assert match["headers"] == [{"name": ":method", "string_match": {"exact": "POST"}}]
+        assert match["dynamic_metadata"] == [{
+            "filter": "extproc", "path": [{"key": "backend"}],
+            "value": {"string_match": {"exact": backend}},
+        }]
+        assert route["route"]["cluster"] == f"backend_{backend}"
+        assert route["route"]["timeout"] == "90s"
+        override = route["typed_per_filter_config"]["envoy.filters.http.ext_proc"]["overrides"]
+        assert override["processing_mode"]["request_header_mode"] == "SKIP"
+    # What the processor's header edits do under `messages_routing: headers`, per backend.
+    assert vllm["route"]["regex_rewrite"]["substitution"] == "/v1/chat/completions"
+    assert glm["route"]["regex_rewrite"]["substitution"] == "/v1/messages"
+    assert "anthropic-version" in vllm["request_headers_to_remove"]
+    assert glm["request_headers_to_remove"] == ["x-api-key", "authorization"]
+    added = {h["header"]["key"]: h["header"]["value"] for h in vllm["request_headers_to_add"]}
+    assert added == {"content-type": "application/json",
+                     "authorization": "%DYNAMIC_METADATA(extproc_credentials:authorization)%"}
+    added = {h["header"]["key"]: h["header"]["value"] for h in glm["request_headers_to_add"]}
+    assert added["x-api-key"] == "%DYNAMIC_METADATA(extproc_credentials:x-api-key)%"
+    # A POST the processor never saw (no body) is answered by Envoy, in Anthropic JSON.
+    assert unprocessed["direct_response"]["status"] == 400
+    error = orjson.loads(unprocessed["direct_response"]["body"]["inline_string"])
+    assert error["error"] == {"type": "invalid_request_error", "message": "request body is empty"}
+
+
+def test_forwarded_client_keys_stay_on_the_messages_routes() -> None:
+    config = make(CONFIGS["one_backend"] | {"forward_client_api_key": True})
+    route = routes(bootstrap(config))[0]
+    assert not {"x-api-key", "authorization"} & set(route["request_headers_to_remove"])
+    assert [h["header"]["key"] for h in route["request_headers_to_add"]] == ["content-type"]
 
 
 def test_no_backend_answers_404_in_anthropic_json() -> None:

@@ -11,6 +11,8 @@ from extproc.errors import GatewayError
 # Header our processors set so Envoy's route table picks the backend cluster.
 BACKEND_HEADER = "x-extproc-backend"
 
+EMPTY_BODY = "request body is empty"
+
 # Response headers of every Anthropic SSE answer we write or translate.
 SSE_HEADERS = (("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache"))
 
@@ -50,6 +52,10 @@ class Respond:
     def error(cls, err: GatewayError) -> Respond:
         return cls(status=err.status, body=err.body())
 
+    def naming(self, request_id: str) -> Respond:
+        """This answer with Anthropic's `request-id` header (ours: Envoy's x-request-id)."""
+        return Respond(self.status, self.body, (*self.headers, ("request-id", request_id)))
+
 
 Action = Continue | Respond
 
@@ -88,10 +94,16 @@ class RequestInfo:
     headers: Mapping[str, str]  # lower-cased names
     request_id: str = ""
     extra: dict[str, object] = field(default_factory=dict)
+    # False when Envoy skipped the request-headers message (`messages_routing: metadata`):
+    # answers cannot edit request headers then; routing goes by dynamic metadata, and the
+    # headers are only the few Envoy sent as request attributes.
+    headers_editable: bool = True
 
 
 class Processor(Protocol):
     """One per HTTP request (one gRPC stream). Every call answers exactly one Envoy message."""
+
+    info: RequestInfo
 
     async def request_headers(self, end_of_stream: bool) -> Action: ...
 
@@ -114,6 +126,6 @@ def post_body_problem(info: RequestInfo, end_of_stream: bool) -> GatewayError | 
             error_type="invalid_request_error",
         )
     if end_of_stream:
-        return GatewayError("request body is empty", status=400, error_type="invalid_request_error")
+        return GatewayError(EMPTY_BODY, status=400, error_type="invalid_request_error")
     return None
 

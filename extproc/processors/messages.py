@@ -13,6 +13,7 @@ from extproc.errors import BackendError, GatewayError, InvalidRequest, NotFound,
 from extproc.gateway import Gateway
 from extproc.mappings import error_type_for_status
 from extproc.processors.base import (
+    BACKEND_HEADER,
     CONTINUE,
     SSE_HEADERS,
     Action,
@@ -24,7 +25,13 @@ from extproc.processors.base import (
     response_status,
     status_answer,
 )
-from extproc.processors.routing import Plan, renamed_body, to_backend
+from extproc.processors.routing import (
+    Plan,
+    renamed_body,
+    to_backend,
+    upstream_path,
+    with_credential,
+)
 from extproc.processors.server_tools import answer_server_tools
 from extproc.translators.context import ResponseContext
 from extproc.translators.request import load_request, translate_request
@@ -34,6 +41,7 @@ from extproc.translators.stream import StreamTranslator
 log = structlog.get_logger("extproc.messages")
 
 _JSON = ("content-type", "application/json")
+_ROUTE_AGAIN = (BACKEND_HEADER,)
 
 
 class Answer(Enum):
@@ -138,27 +146,32 @@ class MessagesProcessor:
         if translated.dropped:
             log.info("fields_not_carried", request_id=self.info.request_id, fields=translated.dropped)
         self.context = translated.context
-        set_headers, remove = to_backend(config, backend, plan.base_path + "/chat/completions")
-        return Continue(
-            set_headers=set_headers,
-            remove_headers=remove,
-            body=translated.body,
-            clear_route_cache=True,
-            metadata=plan.metadata,
-        )
+        return self._route(plan, translated.body, anthropic_schema=False)
 
     def _pass_through(self, request: dict[str, object], plan: Plan) -> Action:
         """Anthropic-schema backends speak our client's language: only route and rename."""
         self.answer = Answer.PASSTHROUGH
-        new_body = renamed_body(request, plan.model)
-        set_headers, remove = to_backend(
-            self.gateway.config, plan.backend, plan.base_path + "/v1/messages",
-            anthropic_schema=True,
-        )
+        return self._route(plan, renamed_body(request, plan.model), anthropic_schema=True)
+
+    def _route(self, plan: Plan, body: bytes | None, *, anthropic_schema: bool) -> Continue:
+        """Send `body` (None: the client's bytes) to the plan's backend."""
+        config = self.gateway.config
+        if not self.info.headers_editable:
+            # Envoy's route for the backend named in the metadata edits the headers. The
+            # removal is for Envoy's sake: it clears the route cache only for an answer that
+            # carries a header mutation (and applies none to headers it did not send).
+            return Continue(remove_headers=_ROUTE_AGAIN, body=body, clear_route_cache=True,
+                            metadata=with_credential(config, plan, anthropic_schema))
+        # The client's query string goes along, as it does through the metadata route.
+        path = upstream_path(plan.base_path, anthropic_schema=anthropic_schema)
+        if self.info.query:
+            path += "?" + self.info.query
+        set_headers, remove = to_backend(config, plan.backend, path,
+                                         anthropic_schema=anthropic_schema)
         return Continue(
             set_headers=set_headers,
             remove_headers=remove,
-            body=new_body,
+            body=body,
             clear_route_cache=True,
             metadata=plan.metadata,
         )

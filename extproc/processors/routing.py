@@ -27,10 +27,33 @@ CLIENT_CREDENTIALS = ("x-api-key", "authorization")
 
 HeaderEdits = tuple[tuple[tuple[str, str], ...], tuple[str, ...]]  # (set, remove)
 
+# Under `messages_routing: metadata` the backend credential travels in this dynamic-metadata
+# namespace, which Envoy's route turns into the header (extproc/envoy_config.py). Kept apart
+# from METADATA_NAMESPACE, which the access log prints.
+CREDENTIALS_NAMESPACE = "extproc_credentials"
+
 # The edits depend on a few values only, the key among them (it may rotate): worked out once
 # per combination, not per request. Bounded like every per-process cache of client input.
 _EDITS_MAX = 1024
 _edits: dict[tuple[bool, str, str, bool, str | None], HeaderEdits] = {}
+
+
+def upstream_path(base_path: str, *, anthropic_schema: bool) -> str:
+    """Where a Messages request goes on a backend whose API lives under `base_path`."""
+    return base_path + ("/v1/messages" if anthropic_schema else "/chat/completions")
+
+
+def dropped_headers(*, anthropic_schema: bool, forward: bool) -> list[str]:
+    """The client's headers a backend must not see (credentials only when configured)."""
+    dropped = CLIENT_CREDENTIALS if anthropic_schema else CLIENT_ONLY_HEADERS
+    return [h for h in dropped if not (forward and h in CLIENT_CREDENTIALS)]
+
+
+def credential(key: str | None, *, anthropic_schema: bool) -> tuple[str, str] | None:
+    """The header carrying our key to a backend, if we send one."""
+    if not key:
+        return None
+    return ("x-api-key", key) if anthropic_schema else ("authorization", f"Bearer {key}")
 
 
 def to_backend(
@@ -45,23 +68,26 @@ def to_backend(
     if edits is None:
         if len(_edits) >= _EDITS_MAX:
             _edits.clear()
-        edits = _edits[memo] = _header_edits(backend.name, path, anthropic_schema, key, forward)
+        set_headers = [(":path", path), (BACKEND_HEADER, backend.name),
+                       ("content-type", "application/json")]
+        sent = credential(key, anthropic_schema=anthropic_schema)
+        if sent is not None:
+            set_headers.append(sent)
+        keep = {name for name, _ in set_headers}
+        remove = [h for h in dropped_headers(anthropic_schema=anthropic_schema, forward=forward)
+                  if h not in keep]
+        edits = _edits[memo] = (tuple(set_headers), tuple(remove))
     return edits
 
 
-def _header_edits(
-    backend: str, path: str, anthropic_schema: bool, key: str | None, forward: bool
-) -> HeaderEdits:
-    set_headers = [(":path", path), (BACKEND_HEADER, backend), ("content-type", "application/json")]
-    if key and anthropic_schema:
-        set_headers.append(("x-api-key", key))
-    elif key:
-        set_headers.append(("authorization", f"Bearer {key}"))
-    dropped = CLIENT_ONLY_HEADERS if not anthropic_schema else CLIENT_CREDENTIALS
-    keep = {name for name, _ in set_headers}
-    if forward:
-        keep.update(CLIENT_CREDENTIALS)
-    return tuple(set_headers), tuple(h for h in dropped if h not in keep)
+def with_credential(config: Config, plan: Plan, anthropic_schema: bool) -> Metadata:
+    """The plan's routing metadata, plus our key for the backend's route to send."""
+    if config.forward_client_api_key:
+        return plan.metadata
+    sent = credential(plan.backend.api_key(), anthropic_schema=anthropic_schema)
+    if sent is None:
+        return plan.metadata
+    return {**plan.metadata, CREDENTIALS_NAMESPACE: {sent[0]: sent[1]}}
 
 
 def renamed_body(request: dict[str, object], model: str) -> bytes | None:

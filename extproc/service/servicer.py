@@ -14,6 +14,7 @@ from extproc.errors import GatewayError
 from extproc.gateway import Gateway
 from extproc.processors.base import Action, Continue, Processor, RequestInfo, Respond
 from extproc.processors.passthrough import UntouchedProcessor
+from extproc.service.attributes import attribute_headers
 from extproc.service.mutations import render
 from extproc.service.registry import split_path
 
@@ -32,7 +33,7 @@ class ExtProcServicer(ext_proc_grpc.ExternalProcessorServicer):  # type: ignore[
         self.gateway = gateway
         self.open_streams = 0
 
-    def _open(self, headers: dict[str, str]) -> Processor:
+    def _open(self, headers: dict[str, str], *, editable: bool = True) -> Processor:
         raw_path = headers.get(":path", "/")
         path, query = split_path(raw_path)
         info = RequestInfo(
@@ -41,9 +42,27 @@ class ExtProcServicer(ext_proc_grpc.ExternalProcessorServicer):  # type: ignore[
             query=query,
             headers=headers,
             request_id=headers.get("x-request-id", ""),
+            headers_editable=editable,
         )
         factory = self.gateway.registry.lookup(path) or UntouchedProcessor
         return factory(info, self.gateway)
+
+    async def _without_headers(
+        self, phase: str, request: ProcessingRequest
+    ) -> tuple[Processor | None, Action]:
+        """A stream whose request headers Envoy skipped (`messages_routing: metadata`)."""
+        if phase == "request_body":
+            # The processor's header step runs on the request attributes.
+            processor = self._open(attribute_headers(request), editable=False)
+            action = await processor.request_headers(False)
+            if not isinstance(action, Respond):
+                action = await _dispatch(processor, phase, request)
+            return processor, action
+        if phase == "response_headers":
+            # Envoy answered by itself before a body reached us (a body-less POST, a body
+            # over the limit): that answer is already Anthropic-shaped; let it through.
+            return None, Continue(skip_rest=True)
+        raise RuntimeError(f"{phase} before request_headers")
 
     async def Process(  # the gRPC method name
         self, request_iterator: object, context: grpc.aio.ServicerContext[ProcessingRequest, bytes]
@@ -62,13 +81,17 @@ class ExtProcServicer(ext_proc_grpc.ExternalProcessorServicer):  # type: ignore[
                         processor = self._open(header_dict(msg))
                         action = await processor.request_headers(msg.end_of_stream)
                     elif processor is None:
-                        raise RuntimeError(f"{phase} before request_headers")
+                        processor, action = await self._without_headers(phase, request)
                     else:
                         action = await _dispatch(processor, phase, request)
                 except Exception:
                     log.exception("processor_failed", phase=phase)
                     self.gateway.telemetry.metrics.processor_failed(phase)
                     action = Respond.error(_INTERNAL)
+                if isinstance(action, Respond) and processor is not None and processor.info.request_id:
+                    # Envoy's route names other answers; an immediate one may have no route
+                    # entry to do it (a direct-response route under metadata routing).
+                    action = action.naming(processor.info.request_id)
                 await context.write(render(phase, action))
                 if isinstance(action, Continue) and action.skip_rest:
                     # Ending the gRPC stream is the one "no more messages" Envoy honours in

@@ -117,6 +117,45 @@ async def test_chat_completions_routes_by_model_and_swaps_credentials(server: Ex
     assert answers[1].request_body.response.clear_route_cache
 
 
+def attributed_body(data: bytes, **attributes: str) -> ProcessingRequest:
+    """A body message as Envoy sends it when it skipped the headers (messages_routing: metadata)."""
+    message = body(data)
+    message.attributes["envoy.filters.http.ext_proc"].update(attributes)
+    return message
+
+
+MESSAGES = orjson.dumps({"model": "claude-sonnet-4", "max_tokens": 64,
+                         "messages": [{"role": "user", "content": "hi"}]})
+
+
+async def test_a_body_first_messages_stream_routes_by_metadata(server: ExtProcServer) -> None:
+    [answer] = await exchange(server.port, [attributed_body(
+        MESSAGES, **{"request.path": "/v1/messages?beta=true", "request.method": "POST",
+                     "request.id": "req-7"})])
+    assert answer.WhichOneof("response") == "request_body"
+    common = answer.request_body.response
+    # Envoy applies no header edits to headers it never sent: the backend's route does them.
+    set_headers, removed = mutations(answer, "request_body")
+    assert set(set_headers) <= {"content-length"} and removed == ["x-extproc-backend"]
+    assert common.clear_route_cache
+    assert orjson.loads(common.body_mutation.body)["model"] == "qwen3-coder"
+    metadata = answer.dynamic_metadata.fields
+    assert metadata["extproc"].struct_value.fields["backend"].string_value == "vllm"
+    key = metadata["extproc_credentials"].struct_value.fields["authorization"].string_value
+    assert key == "Bearer sk-backend-secret"
+
+
+async def test_a_body_first_stream_is_checked_like_one_with_headers(server: ExtProcServer) -> None:
+    [refused] = await exchange(server.port, [attributed_body(
+        MESSAGES, **{"request.path": "/v1/messages", "request.method": "PUT"})])
+    assert refused.immediate_response.status.code == 405
+    [unknown] = await exchange(server.port, [attributed_body(
+        orjson.dumps({"model": "gpt-9", "max_tokens": 1, "messages": []}),
+        **{"request.path": "/v1/messages", "request.method": "POST"})])
+    assert unknown.immediate_response.status.code == 404
+    assert orjson.loads(unknown.immediate_response.body)["error"]["type"] == "not_found_error"
+
+
 async def test_chat_completions_unknown_model_is_an_openai_404(server: ExtProcServer) -> None:
     payload = orjson.dumps({"model": "gpt-9", "messages": []})
     answers = await exchange(server.port, [request_headers("/v1/chat/completions"), body(payload)])

@@ -1,0 +1,40 @@
+"""Request attributes: what Envoy tells us about a request whose headers message it skipped.
+
+Under `messages_routing: metadata` the first message of a `POST /v1/messages` stream is the
+body; Envoy adds the attributes the rendered config asks for (CEL expressions, evaluated on
+the request headers) to it. Processors read them as the headers they stand for.
+"""
+
+from __future__ import annotations
+
+from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingRequest
+
+# Envoy files the attributes under the filter's name.
+_FILTER = "envoy.filters.http.ext_proc"
+# Attribute -> the header it stands for.
+AS_HEADERS = {"request.path": ":path", "request.method": ":method", "request.id": "x-request-id"}
+# Read for tracing only: the incoming trace context.
+TRACE_HEADERS = ("traceparent", "tracestate")
+
+
+def request_attributes(tracing: bool) -> list[str]:
+    """What the rendered ext_proc filter asks Envoy to send."""
+    names = list(AS_HEADERS)
+    if tracing:
+        names += (f"request.headers['{name}']" for name in TRACE_HEADERS)
+    return names
+
+
+_HEADER_OF = {**AS_HEADERS, **{f"request.headers['{name}']": name for name in TRACE_HEADERS}}
+
+
+def attribute_headers(request: ProcessingRequest) -> dict[str, str]:
+    """The attributes of `request` as {header name: value}; unknown or non-text ones left out."""
+    if _FILTER not in request.attributes:
+        return {}
+    headers = {}
+    for name, value in request.attributes[_FILTER].fields.items():
+        header = _HEADER_OF.get(name)
+        if header is not None and value.WhichOneof("kind") == "string_value":
+            headers[header] = value.string_value
+    return headers
