@@ -1,9 +1,10 @@
 """The Python floor: a grpc.aio ext_proc (upb stubs, uvloop) that changes nothing.
 
-Envoy runs it with the gateway's processing modes (request headers SEND, request body BUFFERED,
-response headers SEND, response body BUFFERED), so it answers the same four messages per request;
-like the gateway it switches SSE responses to STREAMED with `mode_override`, then answers each
-body chunk. Every answer is a precomputed empty response.
+Envoy runs it with the classic processing modes (request headers SEND, request body BUFFERED,
+response headers SEND, response body BUFFERED: `messages_routing: headers`), so it answers the
+four messages per request a processor that edits request headers needs; like the gateway it
+switches SSE responses to STREAMED with `mode_override`, then answers each body chunk. Every
+answer is a precomputed empty response.
 
     python bench/noop_extproc.py --listen 127.0.0.1:50061
 """

@@ -6,6 +6,12 @@ them with `python -m extproc.envoy_config --regenerate` (tests/test_envoy_config
 drift and runs `envoy --mode validate` on them).
 
 Facts measured with Envoy 1.40 (the important ones are pinned by tests):
+- Messages routing (`_messages_routes`): with the request-headers message skipped, Envoy sends
+  the body with the configured request attributes (CEL, `request.headers['x']` works), routes
+  the headers on at once unless a later filter (the buffer filter) holds them, applies no header
+  edits from the body answer, and clears the route cache only for an answer that carries a
+  header mutation; routes may match on dynamic metadata set by that answer, and the buffer
+  filter writes the content-length of the body it releases.
 - Routing: a request first matches the catch-all route; the processor sets
   `x-extproc-backend` with `clear_route_cache` while answering the buffered request body, and
   Envoy re-matches to that backend's route. The default mutation rules already allow
