@@ -60,7 +60,22 @@ def render(phase: str, action: Action) -> bytes:
             )
         )
         return bytes(answer.SerializeToString())
-    return _render_continue(phase, action)
+    if action.body is not None or action.metadata:
+        return _render_continue(phase, action)
+    # Without a body or metadata an answer is one of a few (a content type set, a header
+    # removed, a mode switched), repeated request after request: each is encoded once.
+    key = (phase, action.set_headers, action.remove_headers, action.clear_route_cache,
+           action.stream_response, action.skip_rest)
+    answer_bytes = _bodiless.get(key)
+    if answer_bytes is None:
+        if len(_bodiless) >= _BODILESS_MAX:
+            _bodiless.clear()
+        answer_bytes = _bodiless[key] = _render_continue(phase, action)
+    return answer_bytes
+
+
+_BODILESS_MAX = 1024
+_bodiless: dict[tuple[object, ...], bytes] = {}
 
 
 def _render_continue(phase: str, action: Continue) -> bytes:
