@@ -73,6 +73,7 @@ from extproc.processors import MESSAGES_PATHS
 from extproc.processors.base import BACKEND_HEADER
 from extproc.processors.routing import (
     CREDENTIALS_NAMESPACE,
+    credential_header,
     dropped_headers,
     upstream_path,
 )
@@ -238,7 +239,7 @@ def _messages_routes(config: Config, backends: Sequence[Backend]) -> list[route_
     routes = []
     for backend in backends:
         anthropic = backend.schema_ == "anthropic"
-        credential = "x-api-key" if anthropic else "authorization"
+        credential = credential_header(anthropic_schema=anthropic)
         routes.append(route_v3.Route(
             name=f"messages_{backend.cluster}",
             match=route_v3.RouteMatch(

@@ -49,11 +49,16 @@ def dropped_headers(*, anthropic_schema: bool, forward: bool) -> list[str]:
     return [h for h in dropped if not (forward and h in CLIENT_CREDENTIALS)]
 
 
+def credential_header(*, anthropic_schema: bool) -> str:
+    return "x-api-key" if anthropic_schema else "authorization"
+
+
 def credential(key: str | None, *, anthropic_schema: bool) -> tuple[str, str] | None:
     """The header carrying our key to a backend, if we send one."""
     if not key:
         return None
-    return ("x-api-key", key) if anthropic_schema else ("authorization", f"Bearer {key}")
+    value = key if anthropic_schema else f"Bearer {key}"
+    return credential_header(anthropic_schema=anthropic_schema), value
 
 
 def to_backend(
