@@ -77,7 +77,7 @@ from extproc.processors.routing import (
     dropped_headers,
     upstream_path,
 )
-from extproc.service.attributes import request_attributes
+from extproc.service.attributes import EXT_PROC_FILTER, request_attributes
 from extproc.telemetry import METADATA_NAMESPACE
 
 PROFILES = ("local", "compose", "kubernetes")
@@ -317,7 +317,6 @@ def _route_config(config: Config, backends: Sequence[Backend]) -> route_v3.Route
 # ---- HTTP filters ----------------------------------------------------------------------------
 
 
-EXT_PROC_FILTER = "envoy.filters.http.ext_proc"
 BUFFER_FILTER = "envoy.filters.http.buffer"
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingRequest
 
-# Envoy files the attributes under the filter's name.
-_FILTER = "envoy.filters.http.ext_proc"
+# The ext_proc filter's name in the rendered config; Envoy files the attributes under it.
+EXT_PROC_FILTER = "envoy.filters.http.ext_proc"
 # Attribute -> the header it stands for.
 AS_HEADERS = {"request.path": ":path", "request.method": ":method", "request.id": "x-request-id"}
 # Read for tracing only: the incoming trace context.
@@ -30,10 +30,10 @@ _HEADER_OF = {**AS_HEADERS, **{f"request.headers['{name}']": name for name in TR
 
 def attribute_headers(request: ProcessingRequest) -> dict[str, str]:
     """The attributes of `request` as {header name: value}; unknown or non-text ones left out."""
-    if _FILTER not in request.attributes:
+    if EXT_PROC_FILTER not in request.attributes:
         return {}
     headers = {}
-    for name, value in request.attributes[_FILTER].fields.items():
+    for name, value in request.attributes[EXT_PROC_FILTER].fields.items():
         header = _HEADER_OF.get(name)
         if header is not None and value.WhichOneof("kind") == "string_value":
             headers[header] = value.string_value

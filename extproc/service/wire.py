@@ -126,16 +126,7 @@ def header_mutation(set_headers: tuple[tuple[str, str], ...], remove: tuple[str,
 
 def content_length(length: int) -> bytes:
     """The header-mutation entry that sets content-length (never cached: it varies)."""
-    value = str(length).encode()
-    header = _CONTENT_LENGTH_KEY + _RAW_VALUE + _ONE_BYTE[len(value)] + value
-    return _SET_HEADER + _ONE_BYTE[len(header) + _HEADER_EXTRA] + _HEADER \
-        + _ONE_BYTE[len(header)] + header + _APPEND_ACTION
-
-
-# content_length's constant parts; its lengths stay below one varint byte (a value of at
-# most 20 digits, so the header entry is under 128 bytes).
-_CONTENT_LENGTH_KEY = field(_HEADER_KEY, b"content-length")
-_HEADER_EXTRA = len(_HEADER) + 1 + len(_APPEND_ACTION)
+    return _set_piece("content-length", str(length))
 
 
 def metadata(fields: Mapping[str, Mapping[str, object]]) -> bytes:
@@ -154,4 +145,3 @@ def metadata(fields: Mapping[str, Mapping[str, object]]) -> bytes:
                 _metadata_pieces.clear()
             _metadata_pieces[key] = piece
     return piece
-
