@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     render = sub.add_parser("envoy-config", help="print the envoy.yaml rendered from the config")
     _add_config_flags(render)
     render.add_argument("--profile", choices=["local", "compose", "kubernetes"], default="local")
+    render.add_argument(
+        "--fast", action="store_true",
+        help="import the typed Envoy API unvalidated (~2 s faster; what `up` runs)",
+    )
     sub.add_parser(
         "mock-backend", help="run the built-in mock OpenAI-compatible backend (--help for its flags)"
     )
@@ -108,6 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging(config.log_level, log_prompts=config.log_prompts)
     if args.command == "envoy-config":
+        if args.fast:
+            from extproc.envoy_render_fast import import_for_render
+
+            import_for_render()
         from extproc.envoy_config import render_envoy_config
 
         sys.stdout.write(render_envoy_config(config, profile=args.profile))

@@ -2,27 +2,33 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pydantic
 import pytest
 import yaml
 
-from extproc.config import Config, ConfigError
+from extproc.config import Config, ConfigError, load_config
 from extproc.envoy_config import (
     EXAMPLES,
     MOCK_BACKEND,
     PROFILES,
+    REPO_ROOT,
     bootstrap,
+    bootstrap_v3,
     example_paths,
     regenerate,
     render_envoy_config,
     render_example,
 )
 from extproc.envoy_local_replies import replies
+from extproc.envoy_render_fast import import_for_render
 from extproc.mappings import STATUS_TO_ERROR_TYPE
 from extproc.processors.base import BACKEND_HEADER
 
@@ -370,6 +376,54 @@ def test_render_is_yaml_of_the_bootstrap() -> None:
     text = render_envoy_config(config, profile="kubernetes")
     assert text.startswith("# Rendered by `extproc envoy-config --profile kubernetes`")
     assert yaml.safe_load(text) == bootstrap(config, "kubernetes")
+
+
+# ---- the fast render `extproc up` runs (extproc/envoy_render_fast.py) ------------------------
+
+TRACED = {"backends": [OPENAI], "tracing": {"otlp_endpoint": "http://127.0.0.1:4318/v1/traces"}}
+FAST_RENDER = """
+import sys, orjson, pydantic
+from extproc.envoy_render_fast import import_for_render
+assert import_for_render()
+from extproc.config import Config
+from extproc.envoy_config import bootstrap_v3, render_envoy_config
+assert not pydantic.dataclasses.is_pydantic_dataclass(bootstrap_v3.Bootstrap)
+cases = orjson.loads(sys.stdin.buffer.read())
+renders = {f"{name} {profile}": render_envoy_config(Config.model_validate(data), profile=profile)
+           for name, data in cases.items() for profile in sys.argv[1:]}
+sys.stdout.buffer.write(orjson.dumps(renders))
+"""
+
+
+def test_fast_render_writes_the_validated_render() -> None:
+    cases = {**CONFIGS, "traced": TRACED}
+    result = subprocess.run(
+        [sys.executable, "-c", FAST_RENDER, *PROFILES], input=orjson.dumps(cases),
+        capture_output=True, timeout=60, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    fast = orjson.loads(result.stdout)
+    validated = {f"{name} {profile}": render_envoy_config(make(data), profile=profile)
+                 for name, data in cases.items() for profile in PROFILES}
+    assert fast.keys() == validated.keys()
+    for key, text in validated.items():
+        assert fast[key] == text, key
+
+
+def test_fast_flag_of_the_cli_renders_the_same(tmp_path: Path) -> None:
+    source, _ = example_paths("local")
+    result = subprocess.run(
+        [sys.executable, "-m", "extproc", "envoy-config", "--fast", "--config", str(source)],
+        capture_output=True, text=True, timeout=60, cwd=REPO_ROOT,
+        env={key: value for key, value in os.environ.items() if not key.startswith("EXTPROC_")},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == render_envoy_config(load_config(str(source), env={}))
+
+
+def test_fast_import_leaves_an_imported_api_validated() -> None:
+    assert import_for_render() is False
+    assert pydantic.dataclasses.is_pydantic_dataclass(bootstrap_v3.Bootstrap)
 
 
 # ---- checked-in examples -------------------------------------------------------------------
