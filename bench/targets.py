@@ -137,7 +137,7 @@ def envoy_binary() -> str:
 
 def _render_envoy(backend_port: int, listen: int, admin: int, extproc: int, plain: bool) -> str:
     """The gateway's Envoy config (`extproc envoy-config`), optionally without ext_proc."""
-    argv = [sys.executable, "-m", "extproc", "envoy-config",
+    argv = [sys.executable, "-m", "extproc", "envoy-config", "--fast",
             "--backend", f"http://{HOST}:{backend_port}/v1", "--listen", f"{HOST}:{listen}",
             "--admin-listen", f"{HOST}:{admin}", "--extproc-listen", f"{HOST}:{extproc}",
             "--log-level", "warning"]
