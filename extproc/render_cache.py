@@ -4,8 +4,8 @@ Rendering imports envoy-data-plane's typed Envoy API: ~0.7 s of CPU even on the 
 (extproc/envoy_render_fast.py), the longest step of `extproc up`'s start-up. What it renders
 depends only on the config, the profile, this package's code and the rendering libraries, so
 a render is kept under a digest of those and reused when they recur (a restart with the same
-config). The rendered file holds no secrets: backend keys
-live in the ext_proc server, never in Envoy's config.
+config). The rendered file holds no secrets: backend keys live in the ext_proc server, never in
+Envoy's config.
 """
 
 from __future__ import annotations
