@@ -16,7 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 COLORS = {
-    "backend": "#9e9e9e", "envoy": "#4c72b0", "noop": "#8172b3", "gateway": "#2ca02c",
+    "backend": "#9e9e9e", "envoy": "#4c72b0", "noop": "#8172b3", "noop3": "#c5b0d5",
+    "gateway": "#2ca02c",
     "gateway-w2": "#98df8a", "litellm": "#d62728", "litellm-w2": "#ff9896",
 }
 

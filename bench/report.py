@@ -14,6 +14,7 @@ RATIOS = (  # (numerator, denominator) shown when both ran
     ("noop", "envoy"),
     ("gateway", "envoy"),
     ("gateway", "noop"),
+    ("gateway", "noop3"),
     ("gateway", "litellm"),
 )
 

@@ -31,7 +31,8 @@ from loadgen import Bodies, Run, Shape, ensure_wrk, measure, wrk_version
 from payloads import large_request_template
 
 BENCH = Path(__file__).resolve().parent
-ALL_TARGETS = ("backend", "envoy", "noop", "gateway", "gateway-w2", "litellm", "litellm-w2")
+ALL_TARGETS = ("backend", "envoy", "noop", "noop3", "gateway", "gateway-w2", "litellm",
+               "litellm-w2")
 FULL_SHAPES = [(m, s) for m in ("json", "sse", "paced") for s in ("1k", "80k")]
 # --quick: one shape per goal of the issue (ratios at c1/c8/c32, added latency at c1, first
 # token at c8, the 80 KB body at c1/c32).
@@ -60,7 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.concurrency = [int(c) for c in (args.concurrency or "1,8,32").split(",")]
     args.duration = args.duration or (1.0 if args.quick else 2.0)
     args.repeats = args.repeats or (1 if args.quick else 3)
-    # The worker variants are part of the full run; --quick keeps to the five targets.
+    # The worker variants are part of the full run; --quick keeps to one process per target.
     default = [t for t in ALL_TARGETS if not (args.quick and "-w" in t)]
     names = args.targets.split(",") if args.targets else default
     unknown = set(names) - set(ALL_TARGETS)
@@ -145,8 +146,8 @@ class Lab:
         if name == "backend":
             target = self.backend
             return target
-        if name in ("envoy", "noop"):
-            return await tg.start_envoy(self.workdir, self.backend, with_noop=name == "noop")
+        if name in tg.ENVOY_TARGETS:
+            return await tg.start_envoy(self.workdir, self.backend, name)
         if name.startswith("gateway"):
             workers = int(name.split("-w")[1]) if "-w" in name else 1
             if workers > 1 and not workers_ok:

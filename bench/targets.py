@@ -135,15 +135,21 @@ def envoy_binary() -> str:
     return found
 
 
-def _render_envoy(backend_port: int, listen: int, admin: int, extproc: int, plain: bool) -> str:
+# The name `extproc envoy-config --backend URL` gives that backend (its routes match on it).
+_BACKEND_NAME = "default"
+
+
+def _render_envoy(backend_port: int, listen: int, admin: int, extproc: int, plain: bool,
+                  routing: str = "headers") -> str:
     """The gateway's Envoy config (`extproc envoy-config`), optionally without ext_proc."""
     argv = [sys.executable, "-m", "extproc", "envoy-config", "--fast",
             "--backend", f"http://{HOST}:{backend_port}/v1", "--listen", f"{HOST}:{listen}",
             "--admin-listen", f"{HOST}:{admin}", "--extproc-listen", f"{HOST}:{extproc}",
             "--log-level", "warning"]
-    # The classic routing: the processor sees the request headers (4 messages per request,
-    # the floor the issue defines), and without ext_proc every path goes to the backend.
-    env = {**_python_env(), "EXTPROC_MESSAGES_ROUTING": "headers"}
+    # The classic routing by default: the processor sees the request headers (4 messages per
+    # request, the floor the issue defines), and without ext_proc every path goes to the
+    # backend. "metadata" is the gateway's own flow (3 messages).
+    env = {**_python_env(), "EXTPROC_MESSAGES_ROUTING": routing}
     done = subprocess.run(argv, capture_output=True, env=env, cwd=ROOT, check=False)
     if done.returncode != 0:
         raise Unavailable(f"extproc envoy-config failed: {done.stderr.decode()[-300:]}")
@@ -169,19 +175,28 @@ def _envoy_argv(config: Path) -> list[str]:
             "--concurrency", str(envoy_concurrency(Config()))]
 
 
-async def start_envoy(workdir: Path, backend: Target, with_noop: bool) -> Target:
-    name = "noop" if with_noop else "envoy"
-    label = ("(c) Envoy + no-op Python ext_proc" if with_noop else "(b) plain Envoy")
+ENVOY_TARGETS = {  # name: (label, routing); "envoy" runs without ext_proc
+    "envoy": ("(b) plain Envoy", "headers"),
+    "noop": ("(c) Envoy + no-op Python ext_proc", "headers"),
+    "noop3": ("(c') Envoy + no-op ext_proc, the gateway's 3-message flow", "metadata"),
+}
+
+
+async def start_envoy(workdir: Path, backend: Target, name: str) -> Target:
+    label, routing = ENVOY_TARGETS[name]
     target = Target(name, label, free_port())
     extproc_port = free_port()
     path = workdir / f"envoy-{name}.yaml"
     path.write_text(_render_envoy(backend.port, target.port, free_port(), extproc_port,
-                                  plain=not with_noop))
+                                  plain=name == "envoy", routing=routing))
     log = workdir / f"{name}.log"
     started = time.perf_counter()
-    if with_noop:
-        target.procs.append(_spawn([sys.executable, str(BENCH / "noop_extproc.py"),
-                                    "--listen", f"{HOST}:{extproc_port}"], log))
+    if name != "envoy":
+        argv = [sys.executable, str(BENCH / "noop_extproc.py"), "--listen",
+                f"{HOST}:{extproc_port}"]
+        if routing == "metadata":
+            argv += ["--backend", _BACKEND_NAME]
+        target.procs.append(_spawn(argv, log))
     target.procs.append(_spawn(_envoy_argv(path), log))
     await wait_ready(target, started, 30, log)
     return target
