@@ -46,8 +46,6 @@ _STREAM_RESPONSE = ProcessingResponse(
 )
 
 
-
-
 def _routing_answer(backend: str) -> ProcessingResponse:
     """The request-body answer of the three-message flow (extproc/processors/messages.py)."""
     metadata = Struct()
