@@ -6,7 +6,6 @@ an immediate response, rare and never large, is built with upb objects.
 
 from __future__ import annotations
 
-from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
 from envoy.extensions.filters.http.ext_proc.v3.processing_mode_pb2 import ProcessingMode
 from envoy.service.ext_proc.v3.external_processor_pb2 import (
     BodyResponse,
@@ -51,11 +50,8 @@ def render(phase: str, action: Action) -> bytes:
         answer = ProcessingResponse(
             immediate_response=ImmediateResponse(
                 status=HttpStatus(code=action.status),
-                headers=HeaderMutation(set_headers=[
-                    HeaderValueOption(header=HeaderValue(key=key, raw_value=value.encode()),
-                                      append_action=HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD)
-                    for key, value in action.headers
-                ]),
+                # Its headers name the request, so the encoding is not worth caching.
+                headers=HeaderMutation.FromString(wire.varying_sets(action.headers)),
                 body=action.body,
             )
         )

@@ -129,6 +129,11 @@ def content_length(length: int) -> bytes:
     return _set_piece("content-length", str(length))
 
 
+def varying_sets(set_headers: tuple[tuple[str, str], ...]) -> bytes:
+    """An encoded HeaderMutation of headers set per answer (a request id): never cached."""
+    return b"".join(_set_piece(name, value) for name, value in set_headers)
+
+
 def metadata(fields: Mapping[str, Mapping[str, object]]) -> bytes:
     """The `dynamic_metadata` field of a ProcessingResponse, as a Struct of namespaces."""
     try:
