@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import ipaddress
+import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from extproc.config import Config, ExtProcTLS, parse_hostport
 from extproc.gateway import Gateway
-from extproc.metrics import MetricsServer
+from extproc.metrics import MULTIPROC_ENV, MetricsServer
 from extproc.service.servicer import EXT_PROC_SERVICE, ExtProcServicer, add_to_server
 
 log = structlog.get_logger("extproc.server")
@@ -44,6 +45,7 @@ class ExtProcServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         self.port = 0
         self.metrics_server: MetricsServer | None = None
+        self._flusher: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
         self.port = self._bind()
@@ -63,6 +65,8 @@ class ExtProcServer:
             log.info("metrics_listening", address=self.config.metrics_listen,
                      port=metrics_server.port)
         await self._server.start()
+        if os.environ.get(MULTIPROC_ENV):  # workers: the scrape reads every worker's files
+            self._flusher = asyncio.create_task(self.gateway.telemetry.metrics.flush_periodically())
         # What start-up built (config, schemas, caches, modules: ~60k objects) lives as long
         # as the process: keep it out of the collector, whose full passes over it stalled the
         # event loop ~10 ms each under load.
@@ -87,6 +91,9 @@ class ExtProcServer:
         """Refuse new streams, let in-flight ones finish for `grace` seconds, then cut."""
         await self.health.enter_graceful_shutdown()
         await self._server.stop(self.config.timeouts.drain_s if grace is None else grace)
+        if self._flusher is not None:
+            self._flusher.cancel()
+        self.gateway.telemetry.metrics.flush()
         if self.metrics_server is not None:
             await self.metrics_server.stop()
         await self.gateway.aclose()

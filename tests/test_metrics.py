@@ -14,14 +14,17 @@ import grpc
 import orjson
 import pytest
 import structlog
+from prometheus_client.parser import text_string_to_metric_families
 
 from extproc import telemetry
 from extproc.config import Config
 from extproc.gateway import Gateway
 from extproc.metrics import (
+    DURATION_BUCKETS,
     MAX_LABEL_CHARS,
     MULTIPROC_ENV,
     OTHER,
+    TOKEN_BUCKETS,
     TTFT_BUCKETS,
     Metrics,
     MetricsServer,
@@ -293,6 +296,64 @@ def test_label_sets_past_the_cap_fold_into_other() -> None:
         "backend": "vllm", "status": "200", "error_type": ""}) == 1
 
 
+def test_recorded_requests_expose_exactly_what_prometheus_client_would() -> None:
+    """Requests are recorded in plain numbers and moved into prometheus_client when the
+    registry is collected; the exposition equals observing each value directly, boundary
+    values (equal to a bucket bound) included, and repeated scrapes count nothing twice."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    durations = [0.0, 0.01, 0.015, 0.32, 0.33, 655.36, 700.0, 0.01, 5.12]
+    tokens = [0, 1, 4, 5, 16, 1000, 4.0**13, 4.0**13 + 1]
+    metrics = Metrics()
+    key = SeriesKey(API, "openai", "m", "served", "vllm")
+    expected = CollectorRegistry()
+    duration = Histogram("gen_ai_server_request_duration_seconds", "d",
+                         ("error_type",), registry=expected, buckets=DURATION_BUCKETS)
+    usage = Histogram("gen_ai_client_token_usage", "t", ("gen_ai_token_type",),
+                      registry=expected, buckets=TOKEN_BUCKETS)
+    requests = Counter("extproc_requests", "r", ("status",), registry=expected)
+    for n, seconds in enumerate(durations):
+        count = tokens[n % len(tokens)]
+        metrics.observe(Observation(series=key, status="200", error_type="", duration=seconds,
+                                    input_tokens=count, usage_known=True))
+        duration.labels("").observe(seconds)
+        usage.labels("input").observe(count)
+        requests.labels("200").inc()
+        if n == 4:  # a scrape in between
+            metrics.exposition()
+
+    def samples(text: str, name: str) -> dict[str, float]:
+        found = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if (sample.name.startswith(name) and not sample.name.endswith("_created")
+                        and sample.labels.get("gen_ai_token_type", "input") == "input"):
+                    found[f"{sample.name}{sample.labels.get('le', '')}"] = sample.value
+        return found
+
+    ours = metrics.exposition()[0].decode()
+    theirs = generate_latest(expected).decode()
+    for name in ("gen_ai_server_request_duration_seconds", "gen_ai_client_token_usage",
+                 "extproc_requests_total"):
+        # Sums may differ in the last bits: the same numbers, added in another order.
+        assert samples(ours, name) == pytest.approx(samples(theirs, name), rel=1e-12)
+        assert samples(ours, name)
+    assert ours == metrics.exposition()[0].decode()  # collecting again adds nothing
+
+
+def test_in_flight_gauges_read_current_values() -> None:
+    metrics = Metrics()
+    metrics.inflight_requests.inc()
+    metrics.inflight_requests.inc()
+    metrics.inflight_streams.inc()
+    assert sample_value(metrics.exposition()[0].decode(), "extproc_inflight_requests") == 2
+    metrics.inflight_requests.dec()
+    metrics.inflight_streams.dec()
+    text = metrics.exposition()[0].decode()
+    assert sample_value(text, "extproc_inflight_requests") == 1
+    assert sample_value(text, "extproc_inflight_streams") == 0
+
+
 def test_long_model_names_are_cut_to_a_bounded_label() -> None:
     metrics = Metrics()
     key = SeriesKey(API, "openai", "m" * 1000, "served", "vllm")
@@ -336,15 +397,21 @@ async def test_metrics_server_serves_the_scrape_over_http() -> None:
 
 
 def test_multiprocess_mode_merges_every_workers_samples(tmp_path: Path) -> None:
-    """Several workers write to PROMETHEUS_MULTIPROC_DIR; any one scrape shows their sum."""
+    """Several workers write to PROMETHEUS_MULTIPROC_DIR; any one scrape shows their sum. A
+    worker records requests in memory and writes them out every FLUSH_INTERVAL_S."""
     script = (
-        "import sys\n"
+        "import asyncio, sys\n"
         "from extproc.metrics import Metrics, Observation, SeriesKey, sample_value, worker_exited\n"
         "m = Metrics()\n"
         "if sys.argv[1] == 'work':\n"
         "    m.observe(Observation(series=SeriesKey('a', 'openai', 'm', 'n', 'b'), status='200',\n"
         "              error_type='', input_tokens=5, output_tokens=2, usage_known=True))\n"
         "    m.inflight_streams.inc()\n"
+        "    async def serve():\n"
+        "        flusher = asyncio.create_task(m.flush_periodically(0.01))\n"
+        "        await asyncio.sleep(0.2)\n"
+        "        flusher.cancel()\n"
+        "    asyncio.run(serve())\n"
         "    print(__import__('os').getpid())\n"
         "else:\n"
         "    worker_exited(int(sys.argv[2]))\n"

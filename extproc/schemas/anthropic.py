@@ -1,7 +1,8 @@
-"""Pydantic models of the Anthropic Messages API request (and the response we produce).
+"""The Anthropic Messages API request as TypedDicts pydantic validates (and, as pydantic
+models, the response we produce).
 
-Names follow the anthropic SDK (`TextBlockParam`, `ToolUseBlockParam`, ...). Every model
-accepts unknown fields (`extra="allow"`): Anthropic adds fields often and a gateway must
+Names follow the anthropic SDK (`TextBlockParam`, `ToolUseBlockParam`, ...). Every request
+part accepts unknown fields (`extra="allow"`): Anthropic adds fields often and a gateway must
 not break clients that send them; the translator reports what it could not carry.
 Content blocks live in `anthropic_blocks`; a block type we do not know validates as
 `UnknownBlockParam` instead of failing, and the translator decides what to do with it.
@@ -12,22 +13,24 @@ validation, so what was validated must be exactly what it reads.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
+from typing_extensions import TypedDict
 
 from extproc.schemas.anthropic_blocks import (
-    BlockParamModel,
+    BlockParam,
     ContentBlockParam,
     JSONObject,
-    ParamModel,
     TextBlockParam,
+    param,
     string_or_list,
     tagged_union,
 )
 
 
-class MessageParam(ParamModel):
+@param
+class MessageParam(TypedDict):
     # "system" entries inside `messages` are sent by Claude Code (mid-conversation system).
     role: Literal["user", "assistant", "system"]
     content: string_or_list(ContentBlockParam)  # type: ignore[valid-type]
@@ -36,21 +39,23 @@ class MessageParam(ParamModel):
 # ---- tools -------------------------------------------------------------------------------
 
 
-class ToolParam(BlockParamModel):
+@param
+class ToolParam(BlockParam):
     """A client tool: the client runs it and sends back a `tool_result`."""
 
-    type: Literal["custom"] | None = None
-    name: str = Field(min_length=1)
-    description: str | None = None
+    type: NotRequired[Literal["custom"] | None]
+    name: Annotated[str, Field(min_length=1)]
+    description: NotRequired[str | None]
     input_schema: JSONObject
-    strict: bool | None = None
+    strict: NotRequired[bool | None]
 
 
-class ServerToolParam(BlockParamModel):
+@param
+class ServerToolParam(BlockParam):
     """An Anthropic-defined tool (`web_search_20250305`, `bash_20250124`, ...)."""
 
     type: str
-    name: str | None = None
+    name: NotRequired[str | None]
 
 
 def _tool_kind(value: Any) -> str | None:
@@ -68,24 +73,29 @@ ToolUnionParam = Annotated[
 ]
 
 
-class _ToolChoiceBase(ParamModel):
-    disable_parallel_tool_use: bool | None = None
+@param
+class _ToolChoiceBase(TypedDict):
+    disable_parallel_tool_use: NotRequired[bool | None]
 
 
+@param
 class ToolChoiceAutoParam(_ToolChoiceBase):
     type: Literal["auto"]
 
 
+@param
 class ToolChoiceAnyParam(_ToolChoiceBase):
     type: Literal["any"]
 
 
+@param
 class ToolChoiceToolParam(_ToolChoiceBase):
     type: Literal["tool"]
     name: str
 
 
-class ToolChoiceNoneParam(ParamModel):
+@param
+class ToolChoiceNoneParam(TypedDict):
     type: Literal["none"]
 
 
@@ -102,22 +112,26 @@ ToolChoiceParam = tagged_union(
 # ---- request options ---------------------------------------------------------------------
 
 
-class ThinkingConfigEnabledParam(ParamModel):
+@param
+class ThinkingConfigEnabledParam(TypedDict):
     type: Literal["enabled"]
-    budget_tokens: int = Field(ge=0)
-    display: str | None = None
+    budget_tokens: Annotated[int, Field(ge=0)]
+    display: NotRequired[str | None]
 
 
-class ThinkingConfigDisabledParam(ParamModel):
+@param
+class ThinkingConfigDisabledParam(TypedDict):
     type: Literal["disabled"]
 
 
-class ThinkingConfigAdaptiveParam(ParamModel):
+@param
+class ThinkingConfigAdaptiveParam(TypedDict):
     type: Literal["adaptive"]
-    display: str | None = None
+    display: NotRequired[str | None]
 
 
-class ThinkingConfigBetweenToolsParam(ParamModel):
+@param
+class ThinkingConfigBetweenToolsParam(TypedDict):
     type: Literal["between_tools"]
 
 
@@ -131,51 +145,55 @@ ThinkingConfigParam = tagged_union(
 )
 
 
-class MetadataParam(ParamModel):
-    user_id: str | None = None
+@param
+class MetadataParam(TypedDict):
+    user_id: NotRequired[str | None]
 
 
-class JSONOutputFormatParam(ParamModel):
+@param
+class JSONOutputFormatParam(TypedDict):
     type: Literal["json_schema"]
-    schema_: JSONObject = Field(alias="schema")
+    schema: JSONObject
 
 
-class OutputConfigParam(ParamModel):
-    effort: str | None = None
-    format: JSONOutputFormatParam | None = None
+@param
+class OutputConfigParam(TypedDict):
+    effort: NotRequired[str | None]
+    format: NotRequired[JSONOutputFormatParam | None]
 
 
-class MessageCreateParams(ParamModel):
-    model: str = Field(min_length=1)
-    messages: list[MessageParam] = Field(min_length=1)
-    max_tokens: int = Field(ge=0)
-    system: string_or_list(TextBlockParam) | None = None  # type: ignore[valid-type]
-    metadata: MetadataParam | None = None
-    stop_sequences: list[str] | None = None
-    stream: bool | None = None
-    temperature: float | None = Field(default=None, ge=0.0, le=1.0)
-    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=0)
-    tools: list[ToolUnionParam] | None = None
-    tool_choice: ToolChoiceParam | None = None  # type: ignore[valid-type]
-    thinking: ThinkingConfigParam | None = None  # type: ignore[valid-type]
-    output_config: OutputConfigParam | None = None
+@param
+class MessageCreateParams(TypedDict):
+    model: Annotated[str, Field(min_length=1)]
+    messages: Annotated[list[MessageParam], Field(min_length=1)]
+    max_tokens: Annotated[int, Field(ge=0)]
+    system: NotRequired[string_or_list(TextBlockParam) | None]  # type: ignore[valid-type]
+    metadata: NotRequired[MetadataParam | None]
+    stop_sequences: NotRequired[list[str] | None]
+    stream: NotRequired[bool | None]
+    temperature: NotRequired[Annotated[float, Field(ge=0.0, le=1.0)] | None]
+    top_p: NotRequired[Annotated[float, Field(ge=0.0, le=1.0)] | None]
+    top_k: NotRequired[Annotated[int, Field(ge=0)] | None]
+    tools: NotRequired[list[ToolUnionParam] | None]
+    tool_choice: NotRequired[ToolChoiceParam | None]  # type: ignore[valid-type]
+    thinking: NotRequired[ThinkingConfigParam | None]  # type: ignore[valid-type]
+    output_config: NotRequired[OutputConfigParam | None]
     # Pre-GA spelling of `output_config.format` (structured-outputs beta).
-    output_format: JSONOutputFormatParam | None = None
+    output_format: NotRequired[JSONOutputFormatParam | None]
     # Anthropic-only features, accepted and reported as not carried.
-    service_tier: str | None = None
-    container: Any = None
-    mcp_servers: list[JSONObject] | None = None
-    context_management: JSONObject | None = None
-    cache_control: JSONObject | None = None
-    inference_geo: str | None = None
-    speed: str | None = None
-    diagnostics: JSONObject | None = None
+    service_tier: NotRequired[str | None]
+    container: NotRequired[Any]
+    mcp_servers: NotRequired[list[JSONObject] | None]
+    context_management: NotRequired[JSONObject | None]
+    cache_control: NotRequired[JSONObject | None]
+    inference_geo: NotRequired[str | None]
+    speed: NotRequired[str | None]
+    diagnostics: NotRequired[JSONObject | None]
 
 
-KNOWN_REQUEST_FIELDS = frozenset(
-    field.alias or name for name, field in MessageCreateParams.model_fields.items()
-)
+KNOWN_REQUEST_FIELDS = MessageCreateParams.__required_keys__ | MessageCreateParams.__optional_keys__
+# Checks a parsed request (raises ValidationError); what it returns is not used.
+REQUEST_VALIDATOR = TypeAdapter(MessageCreateParams).validator
 
 
 def describe_error(exc: ValidationError) -> str:

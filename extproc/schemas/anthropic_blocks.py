@@ -1,4 +1,9 @@
-"""Content blocks of the Anthropic Messages API request, as pydantic models.
+"""Content blocks of the Anthropic Messages API request, as TypedDicts pydantic validates.
+
+TypedDicts, not models: the translator reads the request's own dicts, so validation only has
+to check them, and pydantic-core checks a TypedDict about twice as fast as it builds model
+instances (measured: 7.4 -> 3.7 µs for a small request). Each one is decorated with `param`
+(config does not inherit between TypedDicts): unknown fields allowed, no coercion.
 
 Blocks are unions discriminated on `type`; a block type we do not know validates as
 `UnknownBlockParam` instead of failing, and the translator decides what to do with it.
@@ -8,27 +13,29 @@ Union tags start with `~` so error locations can leave them out (see
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, NotRequired, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Tag
+from pydantic import ConfigDict, Discriminator, Tag, with_config
+from typing_extensions import TypedDict
 
 JSONObject = dict[str, Any]
 
+# Anthropic adds fields often and a gateway must not break clients that send them; the
+# translator reports what it could not carry. Strict: what was validated is what it reads.
+param = with_config(ConfigDict(extra="allow", strict=True))
 
-class ParamModel(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True)
 
-
-class BlockParamModel(ParamModel):
+@param
+class BlockParam(TypedDict):
     # Prompt-caching breakpoints may sit on any block; OpenAI backends have no equivalent.
-    cache_control: JSONObject | None = None
+    cache_control: NotRequired[JSONObject | None]
 
 
 def tagged_union(known: dict[str, Any], unknown: Any = None) -> Any:
     """A union of models chosen by their `type`; unknown types go to `unknown` if given."""
 
     def pick(value: Any) -> str | None:
-        kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+        kind = value.get("type") if isinstance(value, dict) else None
         if not isinstance(kind, str):
             return None
         if kind in known or unknown is None:
@@ -59,37 +66,43 @@ def string_or_list(blocks: Any) -> Any:
 # ---- sources -----------------------------------------------------------------------------
 
 
-class Base64ImageSource(ParamModel):
+@param
+class Base64ImageSource(TypedDict):
     type: Literal["base64"]
     media_type: str
     data: str
 
 
-class URLImageSource(ParamModel):
+@param
+class URLImageSource(TypedDict):
     type: Literal["url"]
     url: str
 
 
-class FileSource(ParamModel):
+@param
+class FileSource(TypedDict):
     """Anthropic Files API reference; only Anthropic can resolve it."""
 
     type: Literal["file"]
     file_id: str
 
 
-class Base64PDFSource(ParamModel):
+@param
+class Base64PDFSource(TypedDict):
     type: Literal["base64"]
     media_type: str
     data: str
 
 
-class PlainTextSource(ParamModel):
+@param
+class PlainTextSource(TypedDict):
     type: Literal["text"]
-    media_type: str = "text/plain"
+    media_type: NotRequired[str]  # "text/plain" when left out
     data: str
 
 
-class URLPDFSource(ParamModel):
+@param
+class URLPDFSource(TypedDict):
     type: Literal["url"]
     url: str
 
@@ -100,18 +113,21 @@ ImageSource = tagged_union({"base64": Base64ImageSource, "url": URLImageSource, 
 # ---- content blocks ----------------------------------------------------------------------
 
 
-class TextBlockParam(BlockParamModel):
+@param
+class TextBlockParam(BlockParam):
     type: Literal["text"]
     text: str
-    citations: list[JSONObject] | None = None
+    citations: NotRequired[list[JSONObject] | None]
 
 
-class ImageBlockParam(BlockParamModel):
+@param
+class ImageBlockParam(BlockParam):
     type: Literal["image"]
     source: ImageSource  # type: ignore[valid-type]
 
 
-class ContentBlockSource(ParamModel):
+@param
+class ContentBlockSource(TypedDict):
     type: Literal["content"]
     content: string_or_list(  # type: ignore[valid-type]
         tagged_union({"text": TextBlockParam, "image": ImageBlockParam})
@@ -129,47 +145,54 @@ DocumentSource = tagged_union(
 )
 
 
-class DocumentBlockParam(BlockParamModel):
+@param
+class DocumentBlockParam(BlockParam):
     type: Literal["document"]
     source: DocumentSource  # type: ignore[valid-type]
-    title: str | None = None
-    context: str | None = None
-    citations: JSONObject | None = None
+    title: NotRequired[str | None]
+    context: NotRequired[str | None]
+    citations: NotRequired[JSONObject | None]
 
 
-class SearchResultBlockParam(BlockParamModel):
+@param
+class SearchResultBlockParam(BlockParam):
     type: Literal["search_result"]
     source: str
     title: str
     content: list[TextBlockParam]
-    citations: JSONObject | None = None
+    citations: NotRequired[JSONObject | None]
 
 
-class ThinkingBlockParam(BlockParamModel):
+@param
+class ThinkingBlockParam(BlockParam):
     type: Literal["thinking"]
     thinking: str
     # Required by Anthropic; optional here because we never verify it.
-    signature: str | None = None
+    signature: NotRequired[str | None]
 
 
-class RedactedThinkingBlockParam(BlockParamModel):
+@param
+class RedactedThinkingBlockParam(BlockParam):
     type: Literal["redacted_thinking"]
     data: str
 
 
-class ToolUseBlockParam(BlockParamModel):
+@param
+class ToolUseBlockParam(BlockParam):
     type: Literal["tool_use"]
     id: str
     name: str
     input: JSONObject
 
 
-class ToolReferenceBlockParam(BlockParamModel):
+@param
+class ToolReferenceBlockParam(BlockParam):
     type: Literal["tool_reference"]
     tool_name: str
 
 
-class UnknownBlockParam(BlockParamModel):
+@param
+class UnknownBlockParam(BlockParam):
     """A block type this gateway does not know yet (carried as-is, reported by the translator)."""
 
     type: str
@@ -187,14 +210,16 @@ ToolResultContentBlock = tagged_union(
 )
 
 
-class ToolResultBlockParam(BlockParamModel):
+@param
+class ToolResultBlockParam(BlockParam):
     type: Literal["tool_result"]
     tool_use_id: str
-    content: string_or_list(ToolResultContentBlock) = ""  # type: ignore[valid-type]
-    is_error: bool | None = None
+    content: NotRequired[string_or_list(ToolResultContentBlock)]  # type: ignore[valid-type]
+    is_error: NotRequired[bool | None]
 
 
-class ServerToolUseBlockParam(BlockParamModel):
+@param
+class ServerToolUseBlockParam(BlockParam):
     type: Literal["server_tool_use"]
     id: str
     name: str
@@ -212,19 +237,24 @@ SERVER_TOOL_RESULT_TYPES = (
 )
 
 
-class ServerToolResultBlockParam(BlockParamModel):
+@param
+class ServerToolResultBlockParam(BlockParam):
     """`web_search_tool_result`, `web_fetch_tool_result`, `code_execution_tool_result`, ..."""
 
     type: str
     tool_use_id: str
-    content: Any = None
+    content: NotRequired[Any]
 
 
-class WebSearchToolResultBlockParam(ServerToolResultBlockParam):
+@param
+class WebSearchToolResultBlockParam(BlockParam):
     type: Literal["web_search_tool_result"]
+    tool_use_id: str
+    content: NotRequired[Any]
 
 
-class ContainerUploadBlockParam(BlockParamModel):
+@param
+class ContainerUploadBlockParam(BlockParam):
     type: Literal["container_upload"]
     file_id: str
 

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from extproc.errors import InvalidRequest
 from extproc.mappings import TOOL_CHOICE
-from extproc.schemas.anthropic import KNOWN_REQUEST_FIELDS, MessageCreateParams, describe_error
+from extproc.schemas.anthropic import KNOWN_REQUEST_FIELDS, REQUEST_VALIDATOR, describe_error
 from extproc.translators.client_tools import (
     CONSUMED_FIELDS,
     client_tool_function,
@@ -68,7 +68,7 @@ def translate_request(request: dict[str, Any], options: RequestOptions) -> Trans
     seen_tools, tools_json = _seen_tools(raw_tools, options.max_json_depth)
     try:
         # Tools seen before were validated then; they are most of a Claude Code request.
-        MessageCreateParams.model_validate(
+        REQUEST_VALIDATOR.validate_python(
             request if seen_tools is None else {k: v for k, v in request.items() if k != "tools"}
         )
     except ValidationError as exc:
