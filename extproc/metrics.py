@@ -32,7 +32,8 @@ Choices worth knowing:
 - Several worker processes: set PROMETHEUS_MULTIPROC_DIR (an empty directory) before the
   workers start (prometheus_client reads it at import); values then live in files there and
   `scrape_registry()` merges them. Serve /metrics from one process only, and call
-  `worker_exited(pid)` when a worker ends so its in-flight gauges stop counting.
+  `worker_exited(pid)` when a worker ends so its in-flight gauges stop counting. A worker
+  writes what it recorded every FLUSH_INTERVAL_S (1 s), so a scrape may lag by that much.
 """
 
 from __future__ import annotations
