@@ -123,6 +123,9 @@ class Observation:
 # are recorded on the event loop into plain numbers instead (~1 µs), moved into
 # prometheus_client's values whenever its registry is collected (a scrape, a test reading a
 # sample) and, with several workers, every FLUSH_INTERVAL_S so the merged scrape sees them.
+# Recording and flushing both run on the event loop (the scrape too), so no lock. A histogram
+# is flushed into prometheus_client's own bucket values (`_buckets`, `_sum`: private, stable
+# for years; tests/test_metrics.py checks the exposition equals observing directly).
 
 FLUSH_INTERVAL_S: Final = 1.0
 
