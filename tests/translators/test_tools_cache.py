@@ -106,6 +106,39 @@ def test_known_tools_are_not_parsed_again_and_the_request_is_the_same() -> None:
     assert tools in raw
 
 
+def conversation(turns: int) -> list[dict[str, Any]]:
+    """A long conversation whose text quotes the tools key, as code under review may."""
+    text = 'config = {"tools": [1, 2]}  # "tools": ' + "x" * 200
+    return [{"role": "user" if n % 2 == 0 else "assistant", "content": f"{n} {text}"}
+            for n in range(turns)]
+
+
+@pytest.mark.parametrize("layout", ["tools after a long conversation (Claude Code)",
+                                    "tools first, then a long conversation",
+                                    "tools key across the head boundary"])
+def test_known_tools_are_found_wherever_the_conversation_puts_them(layout: str) -> None:
+    """Found at the start or from the end of the body, never by walking a long
+    conversation (which costs ~0.5 µs per KB); a key quoted in the text is not taken."""
+    seen()
+    messages = conversation(200)
+    if layout.startswith("tools after"):
+        request = {"model": "m", "messages": messages, "tools": TOOLS, "max_tokens": 5}
+    elif layout.startswith("tools first"):
+        request = {"model": "m", "tools": TOOLS, "messages": messages, "max_tokens": 5}
+    else:
+        pad = request_module._HEAD_BYTES - len(b'{"model":"m","x":"",') - 3
+        request = {"model": "m", "x": "p" * pad, "tools": TOOLS, "messages": messages}
+    raw = orjson.dumps(request)
+    assert len(raw) > 2 * request_module._HEAD_BYTES
+    if layout.startswith("tools key across"):
+        key = raw.find(b'"tools":')
+        assert key < request_module._HEAD_BYTES < key + len(b'"tools":')
+    parsed = request_module.load_request(raw)
+    assert parsed == orjson.loads(raw)
+    [known] = request_module._tools_cache.values()
+    assert parsed["tools"] is known.parsed
+
+
 @pytest.mark.parametrize("raw", [
     # the known tools under a nested "tools" key, different top-level tools
     orjson.dumps({"model": "m", "messages": [{"role": "user", "content": [
