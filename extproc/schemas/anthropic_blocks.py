@@ -238,19 +238,23 @@ SERVER_TOOL_RESULT_TYPES = (
 
 
 @param
-class ServerToolResultBlockParam(BlockParam):
-    """`web_search_tool_result`, `web_fetch_tool_result`, `code_execution_tool_result`, ..."""
-
-    type: str
+class _ServerToolResultFields(BlockParam):
+    # The fields of every server tool result; `type` is declared by each kind (a TypedDict
+    # may not narrow a key it inherits).
     tool_use_id: str
     content: NotRequired[Any]
 
 
 @param
-class WebSearchToolResultBlockParam(BlockParam):
+class ServerToolResultBlockParam(_ServerToolResultFields):
+    """`web_search_tool_result`, `web_fetch_tool_result`, `code_execution_tool_result`, ..."""
+
+    type: str
+
+
+@param
+class WebSearchToolResultBlockParam(_ServerToolResultFields):
     type: Literal["web_search_tool_result"]
-    tool_use_id: str
-    content: NotRequired[Any]
 
 
 @param
