@@ -122,6 +122,17 @@ def test_an_immediate_response() -> None:
     assert (header.header.key, header.header.raw_value) == ("content-type", b"application/json")
 
 
+def test_token_counts_change_from_answer_to_answer() -> None:
+    # Names are encoded once and reused; counts are encoded for each answer.
+    for count in (7, 7, 300, 0):
+        usage = {"extproc": {"input_tokens": count, "output_tokens": 2, "backend": "vllm"}}
+        action = Continue(body=b"{}", metadata=usage)
+        answer = decoded("response_body", action)
+        assert answer == reference("response_body", action)
+        counts = answer.dynamic_metadata.fields["extproc"].struct_value.fields
+        assert counts["input_tokens"].number_value == count
+
+
 def test_cached_pieces_do_not_leak_between_answers() -> None:
     first = Continue(set_headers=(("x-a", "1"),), remove_headers=("x-b",), body=b"0123456789")
     second = Continue(set_headers=(("x-a", "2"),), remove_headers=("x-b",), body=b"abc")
@@ -131,7 +142,15 @@ def test_cached_pieces_do_not_leak_between_answers() -> None:
 
 names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-:", min_size=1, max_size=20)
 values = st.text(max_size=40)
-scalars = st.one_of(st.text(max_size=20), st.integers(0, 10**9))
+scalars = st.one_of(
+    st.text(max_size=20), st.integers(-(10**12), 10**12), st.booleans(), st.none(),
+    st.floats(allow_nan=False),  # NaN never equals itself, so no message holding it does
+)
+# What `Struct.update` takes: names map to strings, counts, switches, nothing, lists, maps.
+struct_values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(names, inner, max_size=3),
+    max_leaves=8,
+)
 
 
 @given(
@@ -144,7 +163,8 @@ scalars = st.one_of(st.text(max_size=20), st.integers(0, 10**9))
     skip_rest=st.booleans(),
     metadata=st.one_of(
         st.none(),
-        st.dictionaries(names, st.dictionaries(names, scalars, max_size=4), min_size=1, max_size=2),
+        st.dictionaries(names, st.dictionaries(names, struct_values, max_size=4),
+                        min_size=1, max_size=2),
     ),
 )
 def test_every_answer_reads_back_as_its_reference(
