@@ -141,7 +141,7 @@ def metadata(fields: Mapping[str, Mapping[str, object]]) -> bytes:
     """The `dynamic_metadata` field of a ProcessingResponse, as a Struct of namespaces.
 
     Names (a route's model and backend) repeat request after request: encoded once. Counts
-    (an answer's tokens) vary: encoded each time, by hand, at half what a upb Struct costs."""
+    (an answer's tokens) vary: encoded each time, by hand (~5 µs; a upb Struct took 8.5)."""
     if all(type(value) is str for values in fields.values() for value in values.values()):
         key = tuple((ns, tuple(values.items())) for ns, values in fields.items())
         piece = _metadata_pieces.get(key)
