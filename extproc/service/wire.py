@@ -10,7 +10,8 @@ Field numbers come from the generated descriptors; tests parse every shape back 
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import cast
 
 from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
 from envoy.service.ext_proc.v3.external_processor_pb2 import (
@@ -94,7 +95,8 @@ _OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 # Caches of encoded pieces, bounded because some values (an error's status, token counts) vary.
 _CACHE_MAX = 1024
 _mutations: dict[tuple[tuple[tuple[str, str], ...], tuple[str, ...]], bytes] = {}
-_metadata_pieces: dict[object, bytes] = {}
+_metadata_templates: dict[object, Template] = {}
+Template = tuple[bytes, Callable[[list[float]], bytes]]
 
 
 _HEADER = key_of(HeaderValueOption, "header")
@@ -140,17 +142,51 @@ def varying_sets(set_headers: tuple[tuple[str, str], ...]) -> bytes:
 def metadata(fields: Mapping[str, Mapping[str, object]]) -> bytes:
     """The `dynamic_metadata` field of a ProcessingResponse, as a Struct of namespaces.
 
-    Names (a route's model and backend) repeat request after request: encoded once. Counts
-    (an answer's tokens) vary: encoded each time, by hand (~5 µs; a upb Struct took 8.5)."""
-    if all(type(value) is str for values in fields.values() for value in values.values()):
-        key = tuple((ns, tuple(values.items())) for ns, values in fields.items())
-        piece = _metadata_pieces.get(key)
-        if piece is None:
-            if len(_metadata_pieces) >= _CACHE_MAX:
-                _metadata_pieces.clear()
-            piece = _metadata_pieces[key] = field(METADATA, _struct(fields))
-        return piece
-    return field(METADATA, _struct(fields))
+    The same names (a route's model and backend, the token counters) come back answer after
+    answer; only the counts change. A number is always 8 bytes on the wire, so each shape of
+    names is encoded once, with slots where its numbers go (~2 µs an answer; a upb Struct
+    took 8.5). Anything else (lists, maps, switches) is encoded by hand each time."""
+    shape = []
+    numbers: list[float] = []
+    for namespace, values in fields.items():
+        entries = []
+        for name, value in values.items():
+            kind = type(value)
+            if kind is str:
+                entries.append((name, value))
+            elif kind is int or kind is float:
+                entries.append((name, _SLOT))
+                numbers.append(cast(float, value))
+            else:
+                return field(METADATA, _struct(fields))
+        shape.append((namespace, tuple(entries)))
+    key = tuple(shape)
+    template = _metadata_templates.get(key)
+    if template is None:
+        if len(_metadata_templates) >= _CACHE_MAX:
+            _metadata_templates.clear()
+        template = _metadata_templates[key] = _template(key)
+    if not numbers:
+        return template[0]
+    return template[1](numbers)
+
+
+def _template(shape: tuple[tuple[str, tuple[tuple[str, object], ...]], ...]) -> Template:
+    """A metadata shape encoded once, and a filler that writes its numbers into their slots."""
+    encoded = field(METADATA, _struct({namespace: dict(entries) for namespace, entries in shape}))
+    offsets = []
+    at = encoded.find(_SLOT_BYTES)
+    while at >= 0:
+        offsets.append(at + len(_NUMBER))
+        at = encoded.find(_SLOT_BYTES, at + len(_SLOT_BYTES))
+
+    def fill(numbers: list[float]) -> bytes:
+        answer = bytearray(encoded)
+        for offset, number in zip(offsets, numbers, strict=True):
+            _pack_double(answer, offset, number)
+        return bytes(answer)
+
+    return encoded, fill
 
 
 # google.protobuf.Struct: a map of names to Values, each a null, number (a double), string,
@@ -166,6 +202,11 @@ _NESTED_STRUCT = key_of(Value, "struct_value")
 _NESTED_LIST = key_of(Value, "list_value")
 _LIST_ITEM = key_of(ListValue, "values")
 _double = struct.Struct("<d").pack
+_pack_double = struct.Struct("<d").pack_into
+# Where a metadata template's numbers go: eight 0xFF bytes occur in no UTF-8 name and in no
+# varint below 2**56, so each one found in an encoding is a slot.
+_SLOT = object()
+_SLOT_BYTES = _NUMBER + b"\xff" * 8
 
 
 def _struct(fields: Mapping[str, object]) -> bytes:
@@ -186,6 +227,8 @@ def _value(value: object) -> bytes:
         return _NUMBER + _double(value)
     if value is None:
         return _NULL
+    if value is _SLOT:
+        return _SLOT_BYTES
     if isinstance(value, Mapping):
         return field(_NESTED_STRUCT, _struct(value))
     if isinstance(value, (list, tuple)):

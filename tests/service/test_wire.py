@@ -133,6 +133,18 @@ def test_token_counts_change_from_answer_to_answer() -> None:
         assert counts["input_tokens"].number_value == count
 
 
+def test_each_answer_fills_its_own_numbers_into_a_shape_encoded_once() -> None:
+    for numbers in ((1, 0.5, 9), (2**40, -0.0, -3), (0, float("inf"), 10**15), (1, 0.5, 9)):
+        usage = {"extproc": {"model": "qwen3", "input_tokens": numbers[0], "ratio": numbers[1]},
+                 "limits": {"remaining": numbers[2]}}
+        action = Continue(body=b"{}", metadata=usage)
+        answer = decoded("response_body", action)
+        assert answer == reference("response_body", action)
+        fields = answer.dynamic_metadata.fields
+        assert fields["extproc"].struct_value.fields["ratio"].number_value == numbers[1]
+        assert fields["limits"].struct_value.fields["remaining"].number_value == numbers[2]
+
+
 def test_cached_pieces_do_not_leak_between_answers() -> None:
     first = Continue(set_headers=(("x-a", "1"),), remove_headers=("x-b",), body=b"0123456789")
     second = Continue(set_headers=(("x-a", "2"),), remove_headers=("x-b",), body=b"abc")
