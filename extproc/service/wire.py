@@ -95,8 +95,9 @@ _OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 # Caches of encoded pieces, bounded because some values (an error's status, token counts) vary.
 _CACHE_MAX = 1024
 _mutations: dict[tuple[tuple[tuple[str, str], ...], tuple[str, ...]], bytes] = {}
-_metadata_templates: dict[object, Template] = {}
+# A metadata shape's encoding, and the filler that writes an answer's numbers into it.
 Template = tuple[bytes, Callable[[list[float]], bytes]]
+_metadata_templates: dict[object, Template] = {}
 
 
 _HEADER = key_of(HeaderValueOption, "header")
@@ -183,7 +184,7 @@ def _template(shape: tuple[tuple[str, tuple[tuple[str, object], ...]], ...]) -> 
     def fill(numbers: list[float]) -> bytes:
         answer = bytearray(encoded)
         for offset, number in zip(offsets, numbers, strict=True):
-            _pack_double(answer, offset, number)
+            _DOUBLE.pack_into(answer, offset, number)
         return bytes(answer)
 
     return encoded, fill
@@ -201,8 +202,7 @@ _TRUE, _FALSE = (flag(key_of(Value, "bool_value"), value) for value in (1, 0))
 _NESTED_STRUCT = key_of(Value, "struct_value")
 _NESTED_LIST = key_of(Value, "list_value")
 _LIST_ITEM = key_of(ListValue, "values")
-_double = struct.Struct("<d").pack
-_pack_double = struct.Struct("<d").pack_into
+_DOUBLE = struct.Struct("<d")
 # Where a metadata template's numbers go: eight 0xFF bytes occur in no UTF-8 name and in no
 # varint below 2**56, so each one found in an encoding is a slot.
 _SLOT = object()
@@ -224,7 +224,7 @@ def _value(value: object) -> bytes:
     if value is True or value is False:
         return _TRUE if value else _FALSE
     if isinstance(value, (int, float)):
-        return _NUMBER + _double(value)
+        return _NUMBER + _DOUBLE.pack(value)
     if value is None:
         return _NULL
     if value is _SLOT:
