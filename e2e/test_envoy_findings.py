@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -28,6 +27,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from envoy.type.v3.http_status_pb2 import HttpStatus
 from google.protobuf.struct_pb2 import Struct
 
+from e2e.harness import free_port
 from extproc.config import Config
 from extproc.envoy_config import render_envoy_config
 from extproc.errors import error_body
@@ -40,12 +40,6 @@ pytestmark = [
 
 MAX_BODY = 65536
 NEW_BODY = b'{"rewritten":true}'
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def mutation(set_headers: dict[str, str], remove: tuple[str, ...] = ()) -> pb.HeaderMutation:
