@@ -15,7 +15,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ import yaml
 from client import one_request
 from payloads import API_KEY, MODEL_PACED, MODEL_TEXT, MODEL_TOOL, http_request, small_request
 
+from extproc.launcher import free_port
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 HOST = "127.0.0.1"
@@ -37,12 +38,6 @@ READY_PROBE = http_request("/v1/messages", orjson.dumps(small_request(MODEL_TEXT
 
 class Unavailable(Exception):
     """A target that cannot run here; the report shows the reason instead of numbers."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

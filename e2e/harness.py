@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,41 +16,9 @@ from typing import Any
 import httpx
 import yaml
 
+from extproc.launcher import free_port
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-# Ports handed out are never handed out again in this run: a test may hold one unbound (a dead
-# backend's address) while the next test asks for more.
-_handed_out: set[int] = set()
-_PORTS_FROM = 20000
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on, from below the kernel's ephemeral range: a port
-    that bind(0) picks is one the kernel may also give an outgoing connection (Envoy's, the
-    test client's) as its source port before our process binds it, and then the gateway
-    fails to start with EADDRINUSE (seen once in a full run)."""
-    low = _ephemeral_low()
-    rng = random.Random()
-    for _ in range(1000):
-        port = rng.randrange(_PORTS_FROM, low)
-        if port in _handed_out:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
-    raise RuntimeError(f"no free loopback port in {_PORTS_FROM}-{low - 1}")
 
 
 def wait_until(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:

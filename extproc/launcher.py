@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -50,10 +51,38 @@ def envoy_binary() -> str:
     return found
 
 
+# Ports handed out are not handed out again by this process: a caller may hold one unbound
+# for a while (a test's dead backend) while it asks for more.
+_handed_out: set[int] = set()
+_PORTS_FROM = 20000
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on, for a child to bind; from below the kernel's ephemeral range.
+    A port from bind(0) is one the kernel may also give an outgoing connection as its source
+    port before the child binds it (an Envoy under load makes many), and the child then fails
+    with EADDRINUSE: seen once in a full test run."""
+    low = _ephemeral_low()
+    for _ in range(1000):
+        port = random.randrange(_PORTS_FROM, low)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port on {host} in {_PORTS_FROM}-{low - 1}")
+
+
+def _ephemeral_low() -> int:
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+    return max(low, _PORTS_FROM + 1000)
 
 
 def url_of(hostport: str) -> str:

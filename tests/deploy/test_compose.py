@@ -25,7 +25,6 @@ from deploy_helpers import (
     COMPOSE_FILE,
     REPO,
     envoy_validate,
-    free_port,
     parse_duration_s,
     python_snippet,
     run_snippet,
@@ -34,6 +33,7 @@ from deploy_helpers import (
 from extproc.cli import build_parser
 from extproc.config import Config, load_config, parse_hostport
 from extproc.envoy_config import placement, render_envoy_config
+from extproc.launcher import free_port
 from extproc.mock_backend.runner import build_parser as mock_backend_parser
 from extproc.server import EXT_PROC_SERVICE
 
