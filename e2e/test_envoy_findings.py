@@ -27,10 +27,10 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from envoy.type.v3.http_status_pb2 import HttpStatus
 from google.protobuf.struct_pb2 import Struct
 
-from e2e.harness import free_port
 from extproc.config import Config
 from extproc.envoy_config import render_envoy_config
 from extproc.errors import error_body
+from extproc.launcher import free_port
 from extproc.processors.base import BACKEND_HEADER
 
 pytestmark = [
