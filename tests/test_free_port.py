@@ -31,8 +31,10 @@ def test_a_port_something_is_bound_to_is_skipped(monkeypatch: pytest.MonkeyPatch
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         held = holder.getsockname()[1]
-        offered = iter([held, held + 1 if held + 1 < 65536 else held - 1])
-        monkeypatch.setattr(launcher.random, "randrange", lambda *_: next(offered))
+        # The held port is offered first; after it, random picks as usual.
+        offered, pick = iter([held]), launcher.random.randrange
+        monkeypatch.setattr(launcher.random, "randrange",
+                            lambda *bounds: next(offered, None) or pick(*bounds))
         port = launcher.free_port()
     assert port != held
     with socket.socket() as child:
